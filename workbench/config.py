@@ -1,0 +1,262 @@
+"""Run configuration: one dataclass per concern, validated on construction.
+
+A run is described by a `RunConfig`: which model, task and method, plus `TrainConfig` (the loop),
+`RecordConfig` (what is measured) and the method's own options dataclass (registered with the method).
+Configs come from keyword arguments, a small TOML file and dotted `key=value` overrides
+(`train.steps=20`, `method.r=16`); every path ends in `RunConfig.from_dict`, which rejects unknown keys
+and wrong types with one clear `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from workbench.errors import ConfigError
+
+
+def _check_types(obj: Any) -> None:
+    """Raise ConfigError if a dataclass field holds a value of the wrong type (an int passes as float)."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        expected = hints[f.name]
+        if not _matches(value, expected):
+            raise ConfigError(
+                f"{type(obj).__name__}.{f.name} must be {_type_name(expected)}, got {value!r} "
+                f"({type(value).__name__})"
+            )
+
+
+def _matches(value: Any, expected: Any) -> bool:
+    origin = typing.get_origin(expected)
+    if expected is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(expected))
+    if origin is typing.Literal:
+        return value in typing.get_args(expected)
+    if expected is type(None):
+        return value is None
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin is dict:
+        return isinstance(value, dict)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _type_name(expected: Any) -> str:
+    if typing.get_origin(expected) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(expected))
+    return getattr(expected, "__name__", str(expected)).replace("NoneType", "None")
+
+
+class Validated:
+    """Mixin: type-check fields, then run `validate()`; subclasses put range checks in `validate`."""
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        for f in dataclasses.fields(self):  # TOML gives floats for "1e-4" but ints for "1": normalise
+            if typing.get_type_hints(type(self))[f.name] is float and isinstance(getattr(self, f.name), int):
+                object.__setattr__(self, f.name, float(getattr(self, f.name)))
+        self.validate()
+
+    def validate(self) -> None:
+        """Range checks; raise ConfigError with what is wrong and what is accepted."""
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise ConfigError(message) unless condition holds."""
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass
+class TrainConfig(Validated):
+    """The training loop's settings, shared by every method."""
+
+    steps: int = 60  # optimizer steps (each = grad_accum micro-batches)
+    batch_size: int = 8  # examples per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float | None = None  # peak learning rate; None = the method's default (LoRA 2e-4, full 2e-5, ...)
+    weight_decay: float = 0.0  # AdamW weight decay
+    warmup_ratio: float = 0.1  # fraction of steps of linear warm-up, then linear decay to 0
+    max_grad_norm: float = 1.0  # gradient clipping; 0 disables
+    max_length: int = 128  # tokens per example; the prompt is truncated from the left, never the answer
+    seed: int = 0  # seeds the split, the batch order, initialisation and random selections
+    eval_every: int = 0  # evaluate every k steps (0: only before and after training)
+    eval_examples: int = 200  # held-out examples scored by answer log-likelihood
+    eval_batch_size: int = 16  # examples per evaluation forward
+    train_examples: int | None = None  # cap on training examples (None: all of the train split)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "float32"  # float32 | bfloat16 (bf16 only on GPU)
+    flush_every: int = 10  # write buffered table rows to the store every k steps
+    save_weights: bool = True  # save the trained tensors (adapter.safetensors) for `workbench export`
+
+    def validate(self) -> None:
+        require(self.steps >= 1, f"train.steps must be >= 1, got {self.steps}")
+        require(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
+        require(self.grad_accum >= 1, f"train.grad_accum must be >= 1, got {self.grad_accum}")
+        require(self.lr is None or self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        require(0 <= self.warmup_ratio < 1, f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        require(self.max_grad_norm >= 0, f"train.max_grad_norm must be >= 0, got {self.max_grad_norm}")
+        require(self.max_length >= 2, f"train.max_length must be >= 2, got {self.max_length}")
+        require(self.eval_every >= 0, f"train.eval_every must be >= 0, got {self.eval_every}")
+        require(self.eval_examples >= 0, f"train.eval_examples must be >= 0, got {self.eval_examples}")
+        require(self.eval_batch_size >= 1, f"train.eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        require(
+            self.train_examples is None or self.train_examples >= 1,
+            f"train.train_examples must be >= 1 or None, got {self.train_examples}",
+        )
+        require(self.flush_every >= 1, f"train.flush_every must be >= 1, got {self.flush_every}")
+        require(
+            self.dtype in ("float32", "bfloat16"),
+            f"train.dtype must be float32 or bfloat16, got {self.dtype!r}",
+        )
+        require(
+            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+            f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}",
+        )
+
+
+@dataclass
+class RecordConfig(Validated):
+    """What the run measures and records (recorders observe; they never change a gradient)."""
+
+    memory: bool = True  # saved-activation bytes per block/module and static categories, every `every` steps
+    every: int = 1  # record per-step measurements every k steps
+
+    def validate(self) -> None:
+        require(self.every >= 1, f"record.every must be >= 1, got {self.every}")
+
+
+@dataclass
+class RunConfig(Validated):
+    """Everything that defines a run; saved resolved into the run's manifest."""
+
+    model: str = "smollm2-135m"  # built-in alias, local directory or hub id
+    task: str = "polarity"  # built-in task name or a local .jsonl/.csv file
+    method: str = "lora"  # a registered method (workbench.methods)
+    name: str | None = None  # human-readable run name (default: method-model-task)
+    runs_dir: str = "runs"  # where the run store lives
+    train: TrainConfig = field(default_factory=TrainConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
+    method_options: Any = None  # the method's options dataclass; filled from `method.*` keys
+
+    def validate(self) -> None:
+        from workbench.methods import method_config_class
+
+        options_class = method_config_class(self.method)  # unknown method -> ConfigError
+        if self.method_options is None:
+            self.method_options = options_class()
+        elif isinstance(self.method_options, dict):
+            self.method_options = _build(options_class, self.method_options, "method")
+        elif not isinstance(self.method_options, options_class):
+            raise ConfigError(f"method options for {self.method!r} must be {options_class.__name__}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Build from a nested dict (TOML layout: top-level keys, [train], [record], [method])."""
+        data = dict(data)
+        train = _build(TrainConfig, data.pop("train", {}) or {}, "train")
+        record = _build(RecordConfig, data.pop("record", {}) or {}, "record")
+        method_options = data.pop("method_options", None) or {}
+        top = {f.name for f in dataclasses.fields(cls)} - {"train", "record", "method_options"}
+        unknown = set(data) - top
+        if unknown:
+            raise ConfigError(
+                f"unknown config key(s) {', '.join(sorted(unknown))}; accepted: {', '.join(sorted(top))}, "
+                "train.*, record.*, method.*"
+            )
+        return cls(**data, train=train, record=record, method_options=method_options)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready nested dict; `from_dict(to_dict())` gives an equal config."""
+        out = dataclasses.asdict(self)
+        out["method_options"] = dataclasses.asdict(self.method_options)
+        return out
+
+    @property
+    def display_name(self) -> str:
+        model = Path(self.model).name if "/" in self.model else self.model
+        task = Path(self.task).stem if "/" in self.task or "." in self.task else self.task
+        return self.name or f"{self.method}-{model}-{task}"
+
+
+def _build(klass: type, values: dict[str, Any], section: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"[{section}] must be a table of key = value, got {values!r}")
+    names = {f.name for f in dataclasses.fields(klass)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(f'{section}.{k}' for k in sorted(unknown))}; "
+            f"accepted: {', '.join(f'{section}.{n}' for n in sorted(names))}"
+        )
+    return klass(**values)
+
+
+def parse_value(text: str) -> Any:
+    """Parse the value of a `--set key=value` as TOML (numbers, booleans, lists), else keep it a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a run config file in the layout of `RunConfig.from_dict`.
+
+    The file's `[method]` table holds `name = "..."` plus the method's options; it is returned as
+    `method` (the name) and `method_options`. A missing or malformed file is one ConfigError.
+    """
+    data = _read_toml(Path(path))
+    if isinstance(data.get("method"), dict):
+        table = dict(data.pop("method"))
+        data["method"] = table.pop("name", RunConfig.method)
+        data["method_options"] = table
+    return data
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply dotted `key=value` overrides (e.g. `train.steps=10`, `method.r=16`) to a nested dict."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value (e.g. method.r=16), got {item!r}")
+        parts = key.strip().split(".")
+        if len(parts) > 2:
+            raise ConfigError(f"--set key {key!r} is nested too deep; use section.key, e.g. train.steps")
+        value = parse_value(raw.strip())
+        if len(parts) == 1:
+            data[parts[0]] = value
+        else:
+            section, name = parts
+            if section == "method":
+                section = "method_options"
+            if section not in ("train", "record", "method_options"):
+                raise ConfigError(f"unknown --set section {parts[0]!r}; accepted: train, record, method")
+            data.setdefault(section, {})
+            data[section][name] = value
+    return data

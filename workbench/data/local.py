@@ -1,0 +1,173 @@
+"""Users' own tasks from a local JSONL or CSV file with named columns.
+
+Two layouts (extra columns are ignored):
+
+- `prompt` + `choices` + `label`: multiple choice. `choices` is a list (in CSV a JSON list or a
+  `|`-separated string); `label` is the gold choice's index (a JSON integer) or its text (a string is
+  matched against the choices first, then read as an index, so CSV labels may be "2" or "Paris").
+- `prompt` + `answer`: a free-text answer. With at most MAX_CLASSES distinct answers in the file the
+  task is a classification: every example is scored on all distinct answers (sorted). With more,
+  scoring on every answer would be slow and meaningless, so each example is scored on its gold answer
+  plus DISTRACTORS other answers of the file, picked and ordered deterministically from the file alone.
+
+Prompts are used as written, minus trailing whitespace; each candidate gets one leading space.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from workbench.cache import sha256_file
+from workbench.data.example import Example
+from workbench.data.formatting import answer_text
+from workbench.data.tasks import Corpus, stable_order
+from workbench.errors import ConfigError
+
+MAX_CLASSES = 20  # up to this many distinct free-text answers, every example is scored on all of them
+DISTRACTORS = 3  # beyond that, each example is scored on its answer plus this many others
+
+LAYOUTS = "prompt + answer (free-text answer) or prompt + choices + label (multiple choice)"
+
+
+def load_local(path: str | Path) -> Corpus:
+    """Read a local .jsonl or .csv task file into a Corpus; any problem is one ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"task file {str(path)!r} does not exist (accepted layouts: {LAYOUTS})")
+    rows = _read_jsonl(path) if path.suffix.lower() == ".jsonl" else _read_csv(path)
+    if not rows:
+        raise ConfigError(f"task file {str(path)!r} has no examples")
+    columns = set(rows[0][1])
+    if {"prompt", "choices", "label"} <= columns:
+        examples, classes, meta = _multiple_choice(rows, path), None, {"layout": "prompt+choices+label"}
+    elif {"prompt", "answer"} <= columns:
+        examples, classes, meta = _free_text(rows, path)
+    else:
+        raise ConfigError(
+            f"task file {str(path)!r} has columns {sorted(columns)}; accepted layouts: {LAYOUTS}"
+        )
+    return Corpus(examples, classes, str(path), sha256_file(path), None, meta)
+
+
+Row = tuple[str, dict[str, Any]]  # (where, e.g. "line 3", fields)
+
+
+def _read_jsonl(path: Path) -> list[Row]:
+    rows = []
+    with open(path, encoding="utf-8-sig") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+            if not isinstance(record, dict):
+                raise ConfigError(f"{path}: line {number} must be a JSON object with named fields")
+            rows.append((f"line {number}", record))
+    return rows
+
+
+def _read_csv(path: Path) -> list[Row]:
+    rows = []
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        start = 2  # the first row after the header; quoted fields may span lines, so count physical lines
+        for row in reader:
+            rows.append((f"line {start}", {str(k).strip(): v for k, v in row.items() if k is not None}))
+            start = reader.line_num + 1
+    return rows
+
+
+def _field(row: Row, name: str, path: Path) -> Any:
+    where, fields = row
+    value = fields.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ConfigError(f"{path}: {where} has no {name!r} (accepted layouts: {LAYOUTS})")
+    return value
+
+
+def _prompt(row: Row, path: Path) -> str:
+    value = _field(row, "prompt", path)
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: {row[0]}: 'prompt' must be a string, got {value!r}")
+    return value.rstrip()
+
+
+def _multiple_choice(rows: list[Row], path: Path) -> list[Example]:
+    examples = []
+    for row in rows:
+        where = f"{path}: {row[0]}"
+        choices = _choices(_field(row, "choices", path), where)
+        label = _label(_field(row, "label", path), choices, where)
+        examples.append(Example(_prompt(row, path), tuple(answer_text(c) for c in choices), label))
+    return examples
+
+
+def _choices(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                raise ConfigError(f"{where}: 'choices' starts with '[' but is no valid JSON list") from None
+        else:
+            value = text.split("|")
+    if not isinstance(value, list) or not all(isinstance(c, (str, int, float)) for c in value):
+        raise ConfigError(f"{where}: 'choices' must be a list of strings (or a '|'-separated string)")
+    choices = [str(c).strip() for c in value]
+    if len(choices) < 2 or "" in choices or len(set(choices)) != len(choices):
+        raise ConfigError(f"{where}: 'choices' needs at least 2 distinct, non-empty choices, got {choices!r}")
+    return choices
+
+
+def _label(value: Any, choices: list[str], where: str) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: 'label' must be a choice index or a choice's text, got {value!r}")
+    if isinstance(value, str):
+        text = value.strip()
+        if text in choices:  # the text first: choices may themselves be numbers
+            return choices.index(text)
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError(f"{where}: label {text!r} is none of the choices {choices!r}") from None
+    if not isinstance(value, int) or not 0 <= value < len(choices):
+        raise ConfigError(f"{where}: label {value!r} is not an index into {len(choices)} choices")
+    return value
+
+
+def _free_text(rows: list[Row], path: Path) -> tuple[list[Example], tuple[str, ...] | None, dict[str, Any]]:
+    prompts, answers = [], []
+    for row in rows:
+        answer = _field(row, "answer", path)
+        if not isinstance(answer, (str, int, float)) or isinstance(answer, bool):
+            raise ConfigError(f"{path}: {row[0]}: 'answer' must be text, got {answer!r}")
+        prompts.append(_prompt(row, path))
+        answers.append(answer_text(str(answer)))
+    distinct = sorted(set(answers))
+    if len(distinct) < 2:
+        raise ConfigError(f"{path}: every answer is {distinct[0]!r}; scoring needs 2+ distinct answers")
+    pairs = list(zip(prompts, answers, strict=True))
+    if len(distinct) <= MAX_CLASSES:
+        classes = tuple(distinct)
+        examples = [Example(p, classes, classes.index(a)) for p, a in pairs]
+        return examples, classes, {"layout": "prompt+answer", "candidates": "all distinct answers"}
+    examples = [_with_distractors(p, a, distinct, i) for i, (p, a) in enumerate(pairs)]
+    meta = {"layout": "prompt+answer", "candidates": f"answer + {DISTRACTORS} distractors from the file"}
+    return examples, None, meta
+
+
+def _with_distractors(prompt: str, answer: str, distinct: list[str], index: int) -> Example:
+    """The answer plus DISTRACTORS other distinct answers, chosen and ordered by the file's content alone."""
+    salt = hashlib.sha256(f"{index}:{prompt}".encode()).hexdigest()
+    others = [distinct[i] for i in stable_order(len(distinct), 0, salt) if distinct[i] != answer]
+    candidates = [answer, *others[:DISTRACTORS]]
+    order = stable_order(len(candidates), 1, salt)
+    shuffled = tuple(candidates[i] for i in order)
+    return Example(prompt, shuffled, shuffled.index(answer))

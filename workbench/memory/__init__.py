@@ -1,0 +1,16 @@
+"""Memory measurement: exact logical bytes (saved activations, static categories) and device peaks."""
+
+from workbench.memory.device import DevicePeaks, measure_device_peaks, reset_device_peaks
+from workbench.memory.saved import SavedRecord, SavedTensorTracker, locate, track_saved_tensors
+from workbench.memory.static import static_bytes
+
+__all__ = [
+    "DevicePeaks",
+    "SavedRecord",
+    "SavedTensorTracker",
+    "locate",
+    "measure_device_peaks",
+    "reset_device_peaks",
+    "static_bytes",
+    "track_saved_tensors",
+]

@@ -1,0 +1,178 @@
+"""The Method contract, what a method may choose (its selection), and the shared module-swap helper.
+
+A method turns a loaded model into a trainable one (`prepare`), says which parameters train, may wrap
+training forwards in a context (SAGE needs the batch's output positions), exposes what it chose for the
+recorders, and can save, restore and merge what it trained. It never writes the run store itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import torch
+from torch import nn
+
+from workbench.data.batch import Batch
+from workbench.models.anatomy import ModelAnatomy
+
+if TYPE_CHECKING:
+    from workbench.data.example import Example
+    from workbench.data.tasks import TaskData
+
+
+@dataclass
+class PrepareContext:
+    """What `Method.prepare` may use: the model, its anatomy, the task and a way to run selection phases."""
+
+    model: nn.Module  # the causal LM, already on its device
+    anatomy: ModelAnatomy
+    task: TaskData  # the split task (classes, train/eval examples)
+    batches: Iterator[Batch]  # training batches on the model's device, endless, seeded
+    loss_fn: Callable[[Batch], torch.Tensor]  # mean answer cross-entropy of a batch (workbench.lm)
+    lr: float  # the run's peak learning rate (SMT warm-up updates weights with it)
+    seed: int
+    # phase("warmup") is a context that records the time and memory of a selection phase as its own phase
+    phase: Callable[[str], AbstractContextManager[None]] = lambda name: contextlib.nullcontext()
+    # batches of just these examples (e.g. one class, for SPSFT's qm_taylor), same tokenizer, batch size,
+    # max length and device as training; endless. None when the caller cannot provide them.
+    batches_for: Callable[[Sequence[Example]], Iterator[Batch]] | None = None
+
+
+# ---- what a method chose, for the recorders (one list of these per method) ---------------------------
+
+
+@dataclass
+class TokenSelection:
+    """SAGE / TokenTune: the tokens kept in one block for the latest training batch."""
+
+    block: int
+    scores: torch.Tensor  # (B, n) float, saliency normalised to sum 1 over real tokens (0 at padding)
+    selected: torch.Tensor  # (B, n) bool, output tokens always True
+    budget: int  # p: tokens kept per example (max over the batch)
+    sparse_forward: bool = False  # True in the aligned blocks (only selected tokens pass through)
+
+
+@dataclass
+class BlockGridSelection:
+    """SMT: the block grid of one target matrix."""
+
+    block: int  # transformer block index
+    module: str  # projection name, e.g. "v_proj"
+    block_size: int
+    scores: torch.Tensor  # (out/b, in/b) float
+    selected: torch.Tensor  # (out/b, in/b) bool
+
+
+@dataclass
+class RowSelection:
+    """SPSFT: per-row (output neuron) importance of one target linear."""
+
+    block: int
+    module: str
+    scores: torch.Tensor  # (out,) float
+    selected: torch.Tensor  # (out,) bool
+
+
+Selection = TokenSelection | BlockGridSelection | RowSelection
+
+
+class Method(Protocol):
+    """The contract every fine-tuning method implements (see workbench/methods/*)."""
+
+    name: ClassVar[str]
+    default_lr: ClassVar[float]
+
+    def check(self, anatomy: ModelAnatomy) -> None:
+        """Validate the options against the model's shapes (ConfigError) before anything is written."""
+
+    def prepare(self, ctx: PrepareContext) -> None:
+        """Swap modules, freeze what does not train and run any selection phase (warm-up, importance)."""
+
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        """Named parameters the optimizer updates (the only ones with optimizer state)."""
+
+    def forward_context(self, batch: Batch) -> AbstractContextManager[None]:
+        """Context active during each *training* forward (evaluation runs a plain dense forward)."""
+
+    def selection(self) -> list[Selection]:
+        """What the method chose (tokens of the last batch / blocks / rows); empty if nothing."""
+
+    def adapter_state(self) -> dict[str, torch.Tensor]:
+        """Tensors that rebuild the trained model from the base model with `restore` (indices + values)."""
+
+    def restore(self, model: nn.Module, anatomy: ModelAnatomy, state: dict[str, torch.Tensor]) -> None:
+        """Rebuild the trained modules on a fresh base model from `adapter_state()` (no selection phase)."""
+
+    def merge(self) -> nn.Module:
+        """Fold the training into plain weights and return a normal transformers causal LM."""
+
+
+class NoSelectionMixin:
+    """Defaults for methods with nothing to select and no forward context."""
+
+    def forward_context(self, batch: Batch) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def selection(self) -> list[Selection]:
+        return []
+
+
+# ---- module surgery shared by SMT and SPSFT ------------------------------------------------------------
+
+
+class MergeableLinear(Protocol):
+    """A module that replaced an nn.Linear: keeps it as `base_layer` and can fold itself back into one."""
+
+    base_layer: nn.Linear
+
+    def merged_linear(self) -> nn.Linear: ...
+
+
+@dataclass
+class SwapRecord:
+    """Which projections a method replaced (saved into the run so the targets are on record)."""
+
+    paths: list[str] = field(default_factory=list)
+
+
+def freeze(model: nn.Module) -> None:
+    """Make every parameter of `model` frozen."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+
+
+def swap_linears(
+    anatomy: ModelAnatomy,
+    targets: Iterable[tuple[int, str]],
+    build: Callable[[nn.Linear, int, str], nn.Module],
+) -> dict[tuple[int, str], nn.Module]:
+    """Replace projection `name` of block `i` for each (i, name) in targets by `build(linear, i, name)`.
+
+    The new module must keep the original as `base_layer` and live on its device and dtype.
+    Returns {(block, name): new module}.
+    """
+    swapped: dict[tuple[int, str], nn.Module] = {}
+    for index, name in targets:
+        block = anatomy.blocks[index]
+        linear = block.linear(name)
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"{block.linear_path(name)} is {type(linear).__name__}, expected nn.Linear")
+        new = build(linear, index, name)
+        if getattr(new, "base_layer", None) is not linear:
+            raise TypeError(f"{type(new).__name__} must keep the replaced nn.Linear as .base_layer")
+        for p in new.parameters():
+            if p.device != linear.weight.device:
+                raise TypeError(f"{type(new).__name__} built on {p.device}, base on {linear.weight.device}")
+        setattr(block.parent_of(name), name, new)
+        swapped[(index, name)] = new
+    return swapped
+
+
+def unswap_linears(anatomy: ModelAnatomy, swapped: dict[tuple[int, str], Any]) -> None:
+    """Put back a plain nn.Linear (with the training merged in) wherever `swap_linears` replaced one."""
+    for (index, name), module in swapped.items():
+        setattr(anatomy.blocks[index].parent_of(name), name, module.merged_linear())

@@ -1,0 +1,58 @@
+"""Selection phases that need gradients of frozen weights: SMT's warm-up and SPSFT's importance.
+
+One mechanism for both: run forward/backward on training batches with the target weights temporarily
+trainable, sum their gradients in fp32, and (SMT, as its authors do) optionally update them with AdamW.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator
+from typing import TypeVar
+
+import torch
+from torch import nn
+
+from workbench.data.batch import Batch
+from workbench.methods.base import PrepareContext
+
+K = TypeVar("K", bound=Hashable)
+
+
+def accumulate_gradients(
+    ctx: PrepareContext,
+    params: dict[K, nn.Parameter],
+    steps: int,
+    *,
+    update: bool = False,
+    batches: Iterator[Batch] | None = None,
+) -> dict[K, torch.Tensor]:
+    """Sum over `steps` batches of d(loss)/d(param) for each param, in fp32.
+
+    Only `params` require grad during the phase (so no other gradient is computed); their previous
+    `requires_grad` flags are restored afterwards. With `update`, each step is also a real AdamW step
+    on `params` at the run's learning rate (weights change). `batches` defaults to the run's training
+    batches; pass a filtered iterator for per-class scores.
+    """
+    source = batches if batches is not None else ctx.batches
+    flags = {id(p): p.requires_grad for p in ctx.model.parameters()}
+    for p in ctx.model.parameters():
+        p.requires_grad_(False)
+    for p in params.values():
+        p.requires_grad_(True)
+    sums = {key: torch.zeros_like(p, dtype=torch.float32) for key, p in params.items()}
+    optimizer = torch.optim.AdamW(params.values(), lr=ctx.lr, weight_decay=0.0) if update else None
+    try:
+        for _ in range(steps):
+            batch = next(source)
+            loss = ctx.loss_fn(batch)
+            loss.backward()
+            for key, p in params.items():
+                sums[key] += p.grad.float()
+            if optimizer is not None:
+                optimizer.step()
+            for p in params.values():
+                p.grad = None
+    finally:
+        for p in ctx.model.parameters():
+            p.requires_grad_(flags[id(p)])
+    return sums
