@@ -83,6 +83,15 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from workbench.export import export_run
+    from workbench.store import open_run
+
+    out = export_run(open_run(args.runs_dir, args.run), args.out)
+    print(f"exported {args.run} to {out} (load with AutoModelForCausalLM.from_pretrained)")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +133,11 @@ def make_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--model", default="smollm2-135m")
     fetch.add_argument("--tasks", nargs="*", default=["polarity"])
     fetch.set_defaults(func=cmd_fetch)
+    export = sub.add_parser("export", help="merge a run's training into the weights and save a normal model")
+    export.add_argument("run", help="run id, unique id prefix, or path to a run directory")
+    export.add_argument("--out", required=True, help="directory for the transformers model")
+    export.add_argument("--runs-dir", dest="runs_dir", default="runs")
+    export.set_defaults(func=cmd_export)
     return parser
 
 

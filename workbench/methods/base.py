@@ -30,7 +30,7 @@ class PrepareContext:
 
     model: nn.Module  # the causal LM, already on its device
     anatomy: ModelAnatomy
-    task: TaskData  # the split task (classes, train/eval examples)
+    task: TaskData | None  # the split task (classes, train/eval examples); None in unit tests
     batches: Iterator[Batch]  # training batches on the model's device, endless, seeded
     loss_fn: Callable[[Batch], torch.Tensor]  # mean answer cross-entropy of a batch (workbench.lm)
     lr: float  # the run's peak learning rate (SMT warm-up updates weights with it)
@@ -50,7 +50,9 @@ class TokenSelection:
     """SAGE / TokenTune: the tokens kept in one block for the latest training batch."""
 
     block: int
-    scores: torch.Tensor  # (B, n) float, saliency normalised to sum 1 over real tokens (0 at padding)
+    # (B, n) float, saliency normalised to sum 1 over real tokens (0 at padding); in aligned blocks, over
+    # the tokens still passing through
+    scores: torch.Tensor
     selected: torch.Tensor  # (B, n) bool, output tokens always True
     budget: int  # p: tokens kept per example (max over the batch)
     sparse_forward: bool = False  # True in the aligned blocks (only selected tokens pass through)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -63,7 +64,9 @@ def apply_lora(model: nn.Module, options: LoraOptions) -> PeftModel:
         target_modules=list(LORA_TARGETS[options.targets]),
         bias="none",
     )
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft calls a transformers API that transformers 5 deprecates
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 class LoraAdapterMixin:

@@ -1,0 +1,90 @@
+"""Options of SAGE and TokenTune (both extend LoraOptions: the adapter settings are shared with `lora`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workbench.config import require
+from workbench.methods.lora import LoraOptions
+
+METRICS = ("attention", "random", "norm", "attention_norm")
+BUDGET_RULES = ("paper", "authors")
+BASES = ("lora", "full")
+
+
+def _check_base(base: str) -> None:
+    require(base in BASES, f"unknown method.base {base!r}; accepted: {', '.join(BASES)}")
+
+
+@dataclass
+class SageOptions(LoraOptions):
+    """SAGE: saliency-guided sparse backward (Kim & Lee, ACL 2025), on top of LoRA (or full fine-tuning).
+
+    The LoRA fields (r, alpha, dropout, targets) keep the `lora` baseline's defaults so that the two
+    compare like for like; the authors' script used r 64 / alpha 8 / dropout 0.05.
+    """
+
+    # Cumulative saliency mass the kept tokens must reach in each block (Eq. 4). Paper: 0.8-0.9 (Table 7).
+    tau: float = 0.9
+    # Fewest tokens kept per block (Eq. 4), output tokens come on top. The paper advises about 20% of the
+    # mean sequence length (App. A.2; Table 7: 8-48 at max length 256). 8 is its SST-2 value and about 20%
+    # of the workbench's default task (short movie-review sentences); raise it for longer inputs.
+    n_min: int = 8
+    # Number of deepest blocks running the sparse *forward* (alignment, Sec. 3.4): only the kept tokens pass
+    # through them. 0 = pure sparse backward, so the training forward equals the dense one. The paper tunes it
+    # per task (Table 7: 7-21 of 28 blocks, "about half works generally"), e.g. 15 of SmolLM2's 30.
+    align_layers: int = 0
+    # Saliency per token (the paper's ablation, Table 4): attention from the output tokens (default),
+    # random, norm (L2 norm of the block input) or attention_norm (the mean of the two normalised scores).
+    metric: str = "attention"
+    # How many tokens: "paper" = smallest p >= n_min whose top-p scores sum to >= tau (Eq. 4);
+    # "authors" = the released code's rule: the 0-based index of the cumulative sum closest to tau
+    # (one token fewer than it means), at least n_min. Only to reproduce their runs.
+    budget_rule: str = "paper"
+    # What trains: "lora" (adapters through peft, the paper's SAGE_LoRA) or "full" (every weight).
+    base: str = "lora"
+
+    def validate(self) -> None:
+        super().validate()
+        require(0.0 <= self.tau <= 1.0, f"method.tau must be in [0, 1], got {self.tau}")
+        require(self.n_min >= 1, f"method.n_min must be >= 1, got {self.n_min}")
+        require(self.align_layers >= 0, f"method.align_layers must be >= 0, got {self.align_layers}")
+        require(
+            self.metric in METRICS, f"unknown method.metric {self.metric!r}; accepted: {', '.join(METRICS)}"
+        )
+        require(
+            self.budget_rule in BUDGET_RULES,
+            f"unknown method.budget_rule {self.budget_rule!r}; accepted: {', '.join(BUDGET_RULES)}",
+        )
+        _check_base(self.base)
+
+
+@dataclass
+class TokenTuneOptions(LoraOptions):
+    """TokenTune (Simoulin et al., EMNLP 2024): backward through k random tokens per example.
+
+    Set exactly one of `fraction` and `count`. Output tokens are always kept, on top of the k.
+    """
+
+    # Share of each example's real (non-padding) tokens kept for backward, k = ceil(fraction * length).
+    fraction: float | None = 0.3
+    # Or a fixed number k of kept tokens per example (capped at the example's length); set fraction = None.
+    count: int | None = None
+    # False (TokenTune): one random subset per example, used by every block. True: a fresh draw per block
+    # (SAGE's "random" ablation draws per block; use `sage` with metric = "random" for its budget rule).
+    per_block: bool = False
+    # What trains: "lora" (adapters through peft) or "full" (every weight).
+    base: str = "lora"
+
+    def validate(self) -> None:
+        super().validate()
+        require(
+            (self.fraction is None) != (self.count is None),
+            "set exactly one of method.fraction and method.count "
+            f"(got fraction={self.fraction}, count={self.count})",
+        )
+        if self.fraction is not None:
+            require(0.0 < self.fraction <= 1.0, f"method.fraction must be in (0, 1], got {self.fraction}")
+        if self.count is not None:
+            require(self.count >= 1, f"method.count must be >= 1, got {self.count}")
+        _check_base(self.base)
