@@ -25,4 +25,4 @@ def build_method(name: str, options: Any) -> Any:
 
 
 # Registration happens on import; keep this list in the order methods appear in docs and the app.
-from workbench.methods import full, lora, sage, spsft  # noqa: E402,F401
+from workbench.methods import full, lora, sage, smt, spsft  # noqa: E402,F401

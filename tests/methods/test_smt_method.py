@@ -1,0 +1,280 @@
+"""The SMT method on the tiny grouped-K/V llama: warm-up, selection, exact gradients, save/restore/merge."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM
+
+from workbench.data.batch import IGNORE_INDEX, Batch
+from workbench.lm import answer_logits, answer_loss
+from workbench.methods import METHODS
+from workbench.methods.base import BlockGridSelection, PrepareContext, unswap_linears
+from workbench.methods.smt import SMT, SMTOptions, SparseBlockLinear
+from workbench.models.anatomy import anatomy_of
+from workbench.models.tiny import TINY_VOCAB, tiny_model
+
+QKV = ("q_proj", "k_proj", "v_proj")
+
+
+def random_batches(seed: int = 0, size: int = 2, length: int = 12, pad: int = 3) -> Iterator[Batch]:
+    """Endless random batches: answer (loss) on the last 2 tokens, `pad` tokens of left padding on one."""
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        ids = torch.randint(3, TINY_VOCAB, (size, length), generator=generator)
+        mask = torch.ones(size, length, dtype=torch.long)
+        mask[0, :pad] = 0
+        ids[mask == 0] = 0
+        labels = torch.full_like(ids, IGNORE_INDEX)
+        labels[:, -2:] = ids[:, -2:]
+        yield Batch(ids, mask, labels)
+
+
+def make_context(model: nn.Module, seed: int = 0, lr: float = 1e-3) -> PrepareContext:
+    return PrepareContext(
+        model=model,
+        anatomy=anatomy_of(model),
+        task=None,
+        batches=random_batches(seed),
+        loss_fn=lambda batch: answer_loss(model, batch),
+        lr=lr,
+        seed=seed,
+    )
+
+
+def prepared(dtype: torch.dtype = torch.float32, **options) -> tuple[SMT, nn.Module, dict[str, torch.Tensor]]:
+    """A tiny llama after SMT.prepare, plus its weights from before prepare."""
+    model = tiny_model("llama").to(dtype)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    options = {"block_size": 8, "budget_blocks": 10, "warmup_steps": 3, **options}
+    method = SMT(SMTOptions(**options))
+    method.prepare(make_context(model))
+    return method, model, before
+
+
+def train(method: SMT, model: nn.Module, steps: int = 3, lr: float = 1e-2) -> None:
+    optimizer = torch.optim.AdamW(method.trainable_parameters().values(), lr=lr)
+    for batch in itertools.islice(random_batches(seed=7), steps):
+        answer_loss(model, batch).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+
+def target_weight(model: nn.Module, index: int, name: str) -> torch.Tensor:
+    """The base weight of a target projection, swapped or not."""
+    return anatomy_of(model).blocks[index].linear(name).weight
+
+
+def test_registered() -> None:
+    assert METHODS.get("smt") is SMT
+
+
+def test_prepare_swaps_the_chosen_targets_and_freezes_the_rest() -> None:
+    method, model, _ = prepared()
+    trainable = method.trainable_parameters()
+    assert sum(p.numel() for p in trainable.values()) == 10 * 8 * 8
+    assert all(name.endswith(".blocks") for name in trainable)
+    named = dict(model.named_parameters())
+    for name, p in trainable.items():
+        assert named[name] is p  # names are the model's own parameter names
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == set(trainable)
+
+    grids = method.selection()
+    assert len(grids) == 4 * 3 and all(isinstance(g, BlockGridSelection) for g in grids)
+    assert sum(int(g.selected.sum()) for g in grids) == 10
+    assert {(g.block, g.module) for g in grids} == {(i, n) for i in range(4) for n in QKV}
+    for g in grids:
+        assert g.block_size == 8 and g.scores.shape == g.selected.shape
+        module = anatomy_of(model).blocks[g.block].linear(g.module)
+        assert isinstance(module, SparseBlockLinear) == bool(g.selected.any())
+        if isinstance(module, SparseBlockLinear):
+            assert module.block_index.tolist() == g.selected.nonzero().tolist()
+            # the chosen blocks are the best-scored ones
+            assert g.selected.all() or g.scores[g.selected].min() >= g.scores[~g.selected].max()
+    assert method.targets == [f"model.layers.{i}.self_attn.{n}" for i in range(4) for n in QKV]
+    assert sum(method.allocation().values()) == 10
+
+    assert len(method.warmup_grad_stats) == 12
+    for stats in method.warmup_grad_stats:
+        assert set(stats) == {"block", "module", "median", "mean", "max"}
+        assert 0 < stats["median"] and 0 < stats["mean"] <= stats["max"]
+
+
+def test_global_choice_is_the_top_k_over_all_targets() -> None:
+    method, _, _ = prepared(budget_blocks=7)
+    scores = torch.cat([g.scores.flatten() for g in method.selection()])
+    chosen = torch.cat([g.selected.flatten() for g in method.selection()])
+    assert set(torch.topk(scores, 7).indices.tolist()) == set(chosen.nonzero().flatten().tolist())
+
+
+def test_per_matrix_scope_gives_every_matrix_its_share() -> None:
+    # 12 matrices, q = 64 blocks of 8 x 8, k and v = 32 each: 16 blocks -> q 2, k 1, v 1 in every block
+    method, _, _ = prepared(budget_blocks=16, scope="per_matrix")
+    for g in method.selection():
+        assert int(g.selected.sum()) == (2 if g.module == "q_proj" else 1)
+
+
+def test_budget_fraction_sets_the_block_count() -> None:
+    method, _, _ = prepared(budget_blocks=None, budget=0.01)  # floor(0.01 * 172,608 / 64) = 26
+    assert sum(int(g.selected.sum()) for g in method.selection()) == 26
+
+
+def test_separate_mlp_budget() -> None:
+    method, _, _ = prepared(targets="all", budget_blocks=5, mlp_budget=0.005)  # MLP: floor(863.04/64) = 13
+    allocation = method.allocation()
+    assert allocation["gate_proj"] + allocation["up_proj"] + allocation["down_proj"] == 13
+    assert allocation["q_proj"] + allocation["k_proj"] + allocation["v_proj"] + allocation["o_proj"] == 5
+
+
+def test_chosen_block_and_input_gradients_equal_dense_autograd() -> None:
+    method, model, _ = prepared(torch.float64, update_during_warmup=False, budget_blocks=12)
+    torch.manual_seed(0)
+    with torch.no_grad():  # non-zero deltas, so W_eff != W is exercised
+        for p in method.trainable_parameters().values():
+            p.normal_(std=0.02)
+    # reference: a plain dense model with the same effective weights, every target weight trainable
+    reference = copy.deepcopy(model)
+    ref_anatomy = anatomy_of(reference)
+    swapped = {(i, n): ref_anatomy.blocks[i].linear(n) for (i, n) in method.swapped}
+    unswap_linears(ref_anatomy, swapped)
+    for i in range(4):
+        for n in QKV:
+            ref_anatomy.blocks[i].linear(n).weight.requires_grad_(True)
+    # the embedding's gradient checks grad_input through every swapped layer
+    model.model.embed_tokens.weight.requires_grad_(True)
+    reference.model.embed_tokens.weight.requires_grad_(True)
+
+    # no padding: in float64, transformers' eager mask turns fully masked (padding) rows into NaN
+    batch = next(random_batches(seed=3, pad=0))
+    loss = answer_loss(model, batch)
+    ref_loss = answer_loss(reference, batch)
+    loss.backward()
+    ref_loss.backward()
+    torch.testing.assert_close(loss, ref_loss, rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        model.model.embed_tokens.weight.grad, reference.model.embed_tokens.weight.grad, rtol=0, atol=1e-12
+    )
+    b = method.block_size
+    for (i, n), module in method.swapped.items():
+        dense = ref_anatomy.blocks[i].linear(n).weight.grad
+        for k, (r, c) in enumerate(module.block_index.tolist()):
+            torch.testing.assert_close(
+                module.blocks.grad[k], dense[r * b : (r + 1) * b, c * b : (c + 1) * b], rtol=0, atol=1e-12
+            )
+
+
+def test_unchosen_weights_never_change() -> None:
+    method, model, _ = prepared()
+    after_warmup = {k: v.clone() for k, v in model.state_dict().items()}
+    train(method, model)
+    grids = {(g.block, g.module): g.selected for g in method.selection()}
+    merged = method.merge().state_dict()
+    changed = 0
+    for name, before in after_warmup.items():
+        if ".base_layer.weight" in name:
+            name = name.replace(".base_layer.weight", ".weight")
+        elif name.endswith((".blocks", ".block_index")):
+            continue
+        diff = merged[name] != before
+        parts = name.split(".")
+        key = (int(parts[2]), parts[4]) if parts[-1] == "weight" and len(parts) == 6 else None
+        if key in grids:
+            chosen = grids[key].repeat_interleave(8, 0).repeat_interleave(8, 1)
+            assert not diff[~chosen].any(), name
+            changed += int(diff[chosen].sum())
+        else:
+            assert not diff.any(), name
+    assert changed == 10 * 64  # every entry of every chosen block moved
+
+
+@pytest.mark.parametrize("update", [True, False])
+def test_warmup_updates_the_targets_only_when_asked(update: bool) -> None:
+    method, model, before = prepared(update_during_warmup=update)
+    for i in range(4):
+        for n in QKV:
+            w = target_weight(model, i, n)
+            assert torch.equal(w, before[f"model.layers.{i}.self_attn.{n}.weight"]) != update
+            assert not w.requires_grad
+    for name, p in model.named_parameters():
+        if not any(n in name for n in QKV) and not name.endswith(".blocks"):
+            assert torch.equal(p, before[name]), name
+
+
+def test_warmup_runs_in_its_own_phase() -> None:
+    model = tiny_model("llama")
+    phases: list[str] = []
+
+    @contextlib.contextmanager
+    def phase(name: str) -> Iterator[None]:
+        phases.append(name)
+        yield
+
+    ctx = make_context(model)
+    ctx.phase = phase
+    SMT(SMTOptions(block_size=8, budget_blocks=3, warmup_steps=2)).prepare(ctx)
+    assert phases == ["warmup"]
+
+
+def test_activation_selection() -> None:
+    method, model, before = prepared(selection="activation", budget_blocks=6)
+    grids = method.selection()
+    assert sum(int(g.selected.sum()) for g in grids) == 6
+    for g in grids:
+        assert (g.scores == g.scores[:1]).all()  # one score per input column block
+    assert method.warmup_grad_stats == []
+    for name, p in model.named_parameters():  # forward only: no weight moved
+        name = name.replace(".base_layer.weight", ".weight")
+        if not name.endswith(".blocks"):
+            assert torch.equal(p, before[name]), name
+
+
+def test_export_round_trip(tmp_path) -> None:
+    method, model, _ = prepared()
+    train(method, model)
+    batch = next(random_batches(seed=11))
+    with torch.no_grad():
+        expected = answer_logits(model, batch)
+    merged = method.merge()
+    assert not any(isinstance(m, SparseBlockLinear) for m in merged.modules())
+    merged.save_pretrained(tmp_path)
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path, attn_implementation="eager")
+    with torch.no_grad():
+        torch.testing.assert_close(answer_logits(reloaded, batch), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("update", [True, False])
+def test_adapter_state_restores_the_trained_model(update: bool) -> None:
+    method, model, _ = prepared(update_during_warmup=update)
+    train(method, model)
+    state = method.adapter_state()
+    paths = [f"model.layers.{i}.self_attn.{n}" for (i, n) in method.swapped]
+    expected_keys = {f"{p}.blocks" for p in paths} | {f"{p}.block_index" for p in paths}
+    if update:  # the warm-up moved every target weight: the state must carry them
+        expected_keys |= {f"{t}.weight" for t in method.targets}
+    assert set(state) == expected_keys
+    batch = next(random_batches(seed=11))
+    with torch.no_grad():
+        expected = answer_logits(model, batch)
+
+    fresh = tiny_model("llama")
+    restored = SMT(method.options)
+    restored.restore(fresh, anatomy_of(fresh), {k: v.clone() for k, v in state.items()})
+    with torch.no_grad():
+        torch.testing.assert_close(answer_logits(fresh, batch), expected, rtol=0, atol=1e-6)
+    assert set(restored.trainable_parameters()) == set(method.trainable_parameters())
+    for mine, theirs in zip(restored.selection(), method.selection(), strict=True):
+        assert torch.equal(mine.selected, theirs.selected)
+    assert {n for n, p in fresh.named_parameters() if p.requires_grad} == set(restored.trainable_parameters())
+
+
+def test_restore_rejects_unknown_keys() -> None:
+    fresh = tiny_model("llama")
+    with pytest.raises(ValueError, match="unexpected key"):
+        state = {"model.layers.0.foo.blocks": torch.zeros(1)}
+        SMT(SMTOptions(block_size=8)).restore(fresh, anatomy_of(fresh), state)

@@ -1,0 +1,119 @@
+"""Block scores, budget arithmetic and top-k selection for SMT: pure functions on tensors.
+
+A target weight (out, in) is cut into a grid of (out/b, in/b) blocks of b x b. Each block gets a score
+(from the warm-up gradient, or from input-activation norms), and the top-k blocks train.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+
+import torch
+
+from workbench.methods.smt.config import BLOCK_SIZE_CANDIDATES
+
+
+def block_scores(grad: torch.Tensor, block_size: int, rule: str) -> torch.Tensor:
+    """(out/b, in/b) fp32 score of each b x b block of `grad` (out, in), by the paper's rules (Table 7).
+
+    mean_abs = |mean over the block| (SMT-2, the best: signs that agree across steps and entries add
+    up), abs_mean = mean of |g| (SMT-1), l1 = sum of |g| (SMT-3), l2 = sqrt(sum g^2) (SMT-4).
+    """
+    out_features, in_features = grad.shape
+    b = block_size
+    g = grad.float().reshape(out_features // b, b, in_features // b, b)  # (R, b, C, b)
+    if rule == "mean_abs":
+        return g.mean(dim=(1, 3)).abs()
+    if rule == "abs_mean":
+        return g.abs().mean(dim=(1, 3))
+    if rule == "l1":
+        return g.abs().sum(dim=(1, 3))
+    if rule == "l2":
+        return g.square().sum(dim=(1, 3)).sqrt()
+    raise ValueError(f"unknown block score rule {rule!r}")
+
+
+def activation_block_scores(channel_norms: torch.Tensor, out_features: int, block_size: int) -> torch.Tensor:
+    """(out/b, in/b) AW-selection scores: the mean norm of the input channels of each column block.
+
+    `channel_norms` (in,) is the mean activation magnitude per input channel. Input activations say
+    nothing about output rows, so every row block of a column block gets the same score; ties then go
+    to the lower block index (see `select_top_blocks`).
+    """
+    b = block_size
+    per_column_block = channel_norms.float().reshape(-1, b).mean(dim=1)  # (C,)
+    return per_column_block.expand(out_features // b, -1).clone()  # (R, C)
+
+
+def default_block_size(dims: Iterable[int]) -> int | None:
+    """The largest of 256, 128, 64, 32 dividing every dim (SmolLM2: 576 and 192 -> 64); None if none does."""
+    dims = list(dims)
+    for b in BLOCK_SIZE_CANDIDATES:
+        if all(d % b == 0 for d in dims):
+            return b
+    return None
+
+
+def blocks_for_fraction(fraction: float, total_params: int, block_size: int) -> int:
+    """floor(fraction * total_params / b^2), at least 1: the block count of a parameter budget.
+
+    Exact for decimal fractions: 0.005 is taken as 5/1000, not as the nearest binary float.
+    """
+    exact = Fraction(repr(float(fraction)))
+    return max(1, int(exact * total_params // (block_size * block_size)))
+
+
+def allocate_per_matrix(sizes: Sequence[int], k: int) -> list[int]:
+    """Split k blocks over matrices in proportion to their block counts; the counts sum to exactly k.
+
+    Largest-remainder rounding; equal remainders go to the earlier matrix. No matrix gets more blocks
+    than it has (k <= sum(sizes) is the caller's check).
+    """
+    total = sum(sizes)
+    counts = [k * n // total for n in sizes]
+    remainders = [k * n % total for n in sizes]
+    left = k - sum(counts)
+    for i in sorted(range(len(sizes)), key=lambda i: -remainders[i])[:left]:
+        counts[i] += 1
+    return counts
+
+
+def _top(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the k largest entries of a flat tensor; ties go to the lower index (stable sort)."""
+    order = torch.sort(scores, descending=True, stable=True).indices
+    return order[:k]
+
+
+def select_top_blocks(grids: Sequence[torch.Tensor], k: int, scope: str) -> list[torch.Tensor]:
+    """Boolean masks (same shapes as `grids`) choosing k blocks in all.
+
+    global: the k best blocks over all grids together (the paper's choice, Table 9 SMT-1).
+    per_matrix: each grid gets its proportional share of k (`allocate_per_matrix`), its best blocks.
+    """
+    sizes = [g.numel() for g in grids]
+    if k > sum(sizes):
+        raise ValueError(f"cannot select {k} blocks out of {sum(sizes)}")
+    if scope == "global":
+        flat = torch.cat([g.reshape(-1).float().cpu() for g in grids])
+        chosen = torch.zeros(flat.numel(), dtype=torch.bool)
+        chosen[_top(flat, k)] = True
+        masks, start = [], 0
+        for g, n in zip(grids, sizes, strict=True):
+            masks.append(chosen[start : start + n].reshape(g.shape))
+            start += n
+        return masks
+    if scope == "per_matrix":
+        masks = []
+        for g, count in zip(grids, allocate_per_matrix(sizes, k), strict=True):
+            mask = torch.zeros(g.numel(), dtype=torch.bool)
+            mask[_top(g.reshape(-1).float().cpu(), count)] = True
+            masks.append(mask.reshape(g.shape))
+        return masks
+    raise ValueError(f"unknown selection scope {scope!r}")
+
+
+def magnitude_stats(grad: torch.Tensor) -> dict[str, float]:
+    """median, mean and max of |grad| (the paper's Fig. 3 plots the median per Q/K/V and layer)."""
+    a = grad.detach().abs().float()
+    return {"median": a.median().item(), "mean": a.mean().item(), "max": a.max().item()}
