@@ -12,6 +12,7 @@ from workbench.data import Example, encode_example, evaluate
 
 EXAMPLES = [
     Example("Review: good\nSentiment:", (" negative", " positive"), 1),
+    Example("Label: x =", ("A", "B"), 1),  # single-token candidates: scored from one shared forward
     Example("Review: bad\nSentiment:", (" negative", " positive"), 0),
     Example("Context: x.\nQuestion: y?\nAnswer:", (" one", " two", " three"), 2),
 ]
@@ -37,9 +38,9 @@ def test_evaluate_matches_a_manual_computation(byte_tokenizer, tiny_lm):
         ]
         assert scores == pytest.approx(manual, abs=1e-4)
         assert prediction == max(range(len(manual)), key=manual.__getitem__)
-    assert result["n"] == 3
+    assert result["n"] == 4
     assert result["accuracy"] == pytest.approx(
-        sum(p == e.label for p, e in zip(result["predictions"], EXAMPLES, strict=True)) / 3
+        sum(p == e.label for p, e in zip(result["predictions"], EXAMPLES, strict=True)) / 4
     )
 
 

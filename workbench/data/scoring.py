@@ -36,10 +36,19 @@ def evaluate(
     every module's previous train/eval mode.
     """
     check_fits(tokenizer, examples, max_length, task="the evaluation examples")
-    # One sequence per (example, candidate), longest first so each batch pads little.
-    items = [(i, c) for i, e in enumerate(examples) for c in range(len(e.candidates))]
-    encoded = {item: encode_example(tokenizer, examples[item[0]], max_length, item[1]) for item in items}
-    items.sort(key=lambda item: -len(encoded[item][0]))
+    encoded = {
+        (i, c): encode_example(tokenizer, e, max_length, c) for i, e in enumerate(examples)
+        for c in range(len(e.candidates))
+    }
+    # One sequence per (example, candidate); but when every candidate is a single token after the same
+    # prompt (label words such as " positive" / " negative"), one sequence scores them all from one row
+    # of next-token log-probabilities: half the forwards for a two-class task.
+    shared = {i: _single_token_candidates([encoded[i, c] for c in range(len(e.candidates))])
+              for i, e in enumerate(examples)}
+    items = [(i, None) if shared[i] else (i, c) for i, e in enumerate(examples)
+             for c in (range(1) if shared[i] else range(len(e.candidates)))]
+    sequence = {item: encoded[item[0], item[1] or 0] for item in items}
+    items.sort(key=lambda item: -len(sequence[item][0]))  # longest first so each batch pads little
     scores = [[0.0] * len(e.candidates) for e in examples]
     pad_id = pad_token_id(tokenizer)
 
@@ -49,10 +58,17 @@ def evaluate(
         with torch.no_grad(), tqdm(total=len(items), desc="eval", leave=False, disable=not progress) as bar:
             for start in range(0, len(items), batch_size):
                 chunk = items[start : start + batch_size]
-                batch = collate([encoded[item] for item in chunk], pad_id, "right", [i for i, _ in chunk])
-                logprobs = lm.sequence_logprobs(model, batch.to(device)).tolist()  # (B,)
-                for (i, c), value in zip(chunk, logprobs, strict=True):
-                    scores[i][c] = value
+                batch = collate([sequence[item] for item in chunk], pad_id, "right", [i for i, _ in chunk])
+                batch = batch.to(device)
+                logprobs = lm.answer_logits(model, batch).float().log_softmax(-1)  # (N, vocab)
+                rows = batch.output_mask.nonzero()[:, 0].tolist()  # example slot of each output row
+                target_lp = logprobs.gather(-1, batch.targets[:, None]).squeeze(-1).tolist()  # (N,)
+                for row, (slot, value) in enumerate(zip(rows, target_lp, strict=True)):
+                    i, c = chunk[slot]
+                    if c is None:  # shared prompt: read every candidate's token from this row
+                        scores[i] = logprobs[row, shared[i]].tolist()
+                    else:
+                        scores[i][c] += value
                 bar.update(len(chunk))
     finally:
         for module, training in modes:
@@ -72,6 +88,17 @@ def evaluate(
         "predictions": predictions,
         "scores": scores,
     }
+
+
+def _single_token_candidates(encodings: list[Encoded]) -> list[int] | None:
+    """The candidates' token ids if each is one answer token after an identical prompt, else None."""
+    first_ids = encodings[0][0]
+    tokens = []
+    for ids, labels in encodings:
+        if _answer_tokens((ids, labels)) != 1 or ids[:-1] != first_ids[:-1] or labels[-1] == IGNORE_INDEX:
+            return None
+        tokens.append(ids[-1])
+    return tokens
 
 
 def _argmax(values: list[float]) -> int:
