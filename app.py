@@ -1,6 +1,6 @@
 """Streamlit entry point: `streamlit run app.py [-- --runs-dir DIR]`.
 
-A router over the pages in workbench/app; the app only reads the run store.
+A router over the page modules in workbench/app/pages; the app only reads the run store.
 """
 
 from workbench.app.main import main

@@ -17,9 +17,29 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 def test_run_ls_show(tiny_task, tmp_path, capsys):
     runs = str(tmp_path / "runs")
-    code, out, _ = run_cli(capsys, "run", "--model", "tiny-llama", "--task", tiny_task, "--method", "lora",
-                           "--steps", "2", "--max-length", "32", "--runs-dir", runs, "--quiet",
-                           "--set", "method.r=4", "--set", "train.eval_examples=4", "--name", "cli test")
+    code, out, _ = run_cli(
+        capsys,
+        "run",
+        "--model",
+        "tiny-llama",
+        "--task",
+        tiny_task,
+        "--method",
+        "lora",
+        "--steps",
+        "2",
+        "--max-length",
+        "32",
+        "--runs-dir",
+        runs,
+        "--quiet",
+        "--set",
+        "method.r=4",
+        "--set",
+        "train.eval_examples=4",
+        "--name",
+        "cli test",
+    )
     assert code == 0
     assert "accuracy before" in out and "saved activations" in out and "median step time" in out
     code, out, _ = run_cli(capsys, "ls", "--runs-dir", runs, "--json")
@@ -75,8 +95,19 @@ def test_unreadable_config_file(bad_config, tmp_path, capsys):
 def test_runs_dir_that_is_a_file(tiny_task, tmp_path, capsys):
     runs = tmp_path / "runs"
     runs.write_text("not a directory")
-    code, _, err = run_cli(capsys, "run", "--model", "tiny-llama", "--task", tiny_task, "--runs-dir", str(runs),
-                           "--quiet", "--steps", "1")
+    code, _, err = run_cli(
+        capsys,
+        "run",
+        "--model",
+        "tiny-llama",
+        "--task",
+        tiny_task,
+        "--runs-dir",
+        str(runs),
+        "--quiet",
+        "--steps",
+        "1",
+    )
     assert code == 2 and "is a file" in err
     assert runs.read_text() == "not a directory"
 
@@ -93,9 +124,27 @@ def test_export_round_trip(method, tiny_task, tmp_path, capsys):
     from workbench.store import open_run
 
     runs = str(tmp_path / "runs")
-    code, _, _ = run_cli(capsys, "run", "--model", "tiny-llama", "--task", tiny_task, "--method", method,
-                         "--steps", "3", "--lr", "0.01", "--max-length", "32", "--runs-dir", runs, "--quiet",
-                         "--set", "train.eval_examples=0")
+    code, _, _ = run_cli(
+        capsys,
+        "run",
+        "--model",
+        "tiny-llama",
+        "--task",
+        tiny_task,
+        "--method",
+        method,
+        "--steps",
+        "3",
+        "--lr",
+        "0.01",
+        "--max-length",
+        "32",
+        "--runs-dir",
+        runs,
+        "--quiet",
+        "--set",
+        "train.eval_examples=0",
+    )
     assert code == 0
     run = open_run(runs, "latest")
     code, out, _ = run_cli(capsys, "export", run.id, "--out", str(tmp_path / "exported"), "--runs-dir", runs)

@@ -16,7 +16,10 @@ from workbench.store import open_run
 def config_for(tiny_task: str, runs_dir, method: str, **train) -> RunConfig:
     defaults = dict(steps=20, batch_size=8, max_length=32, eval_examples=16, flush_every=5)
     return RunConfig(
-        model="tiny-llama", task=tiny_task, method=method, runs_dir=str(runs_dir),
+        model="tiny-llama",
+        task=tiny_task,
+        method=method,
+        runs_dir=str(runs_dir),
         train=TrainConfig(**{**defaults, **train}),
     )
 
@@ -101,5 +104,5 @@ def test_grad_accumulation_matches_a_bigger_batch(tiny_task, tmp_path):
         micro = collate(encoded, pad_token_id(one.loaded.tokenizer))
         # mean over tokens per micro-batch: weight by token counts to compare with the big batch
         (answer_loss(model, micro) * micro.targets.numel() / batch.targets.numel()).backward()
-    for p, g in zip(model.parameters(), big):
+    for p, g in zip(model.parameters(), big, strict=True):
         torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)

@@ -92,6 +92,147 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_memory_sweep(args: argparse.Namespace) -> int:
+    from workbench.memory.sweep import memory_sweep
+
+    result = memory_sweep(
+        build_run_config(args),
+        _int_list(args.lengths, "--lengths"),
+        _int_list(args.batch_sizes, "--batch-sizes"),
+        synthetic=args.synthetic,
+        cap_bytes=args.cap_bytes,
+        progress=not args.quiet,
+    )
+    s = result.summary
+    print(
+        f"memory sweep {result.run_id}: {s['points']} points, {s['oom_points']} out of memory, "
+        f"largest saved activations {s['max_saved_activations_bytes'] / 2**20:,.1f} MiB ({result.run_dir})"
+    )
+    return 0
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        from workbench.errors import ConfigError
+
+        raise ConfigError(f"{flag} expects comma-separated integers, e.g. 64,128,256; got {text!r}") from None
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from workbench.sweeps import expand, format_summary, load_grid, run_points
+
+    grid = load_grid(args.config)
+    runs_dir = args.runs_dir or grid.runs_dir or "runs"
+    result = run_points(expand(grid), runs_dir, progress=not args.quiet, rerun=args.rerun)
+    print(format_summary(result))
+    return 1 if result.failed else 0
+
+
+FIGURE_SIZES = {"one-column": "one", "two-column": "two", "one": "one", "two": "two"}
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from workbench.api import export_figures, figure_kinds, open_run, runs_at
+    from workbench.errors import ConfigError
+    from workbench.figures import FIGURES, FORMATS
+
+    if args.list:
+        print("\n".join(f"{name:<20} {help}" for name, help in figure_kinds().items()))
+        return 0
+    if not args.run:
+        raise ConfigError("name a run or runs directory: workbench figures RUN_OR_DIR --kind K --out DIR")
+    formats = [f.strip().lower().lstrip(".") for f in args.format.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ConfigError(
+            f"unknown figure format(s) {', '.join(bad) or '(none)'}; formats: {', '.join(FORMATS)}"
+        )
+    kinds = list(FIGURES) if args.kind == "all" else [k.strip() for k in args.kind.split(",") if k.strip()]
+    specs = [FIGURES.get(k) for k in kinds]  # an unknown kind fails here, before anything is drawn
+    runs = runs_at(args.run) if Path(args.run).exists() else [open_run(args.run, args.runs_dir)]
+    written = 0
+    for spec in specs:
+        paths = export_figures(spec.name, runs, args.out, formats=formats, size=FIGURE_SIZES[args.size])
+        written += len(paths)
+        if paths:
+            stems = sorted({p.stem for p in paths})
+            more = f" and {len(stems) - 3} more" if len(stems) > 3 else ""
+            print(f"{spec.name}: {len(paths)} files ({', '.join(stems[:3])}{more})")
+        else:
+            tables = ", ".join(spec.tables)
+            print(f"{spec.name}: skipped, nothing to draw from these runs (it reads {tables})")
+    print(f"wrote {written} files to {args.out}")
+    return 0 if written else 1
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from workbench.study import markdown_table, run_study, serve_app, study_markdown
+    from workbench.sweeps import format_summary
+
+    result = run_study(
+        args.size, args.runs_dir, model=args.model, task=args.task, progress=not args.quiet, rerun=args.rerun
+    )
+    print(format_summary(result.sweep))
+    print()
+    print(markdown_table(result.table))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(study_markdown(result), encoding="utf-8")
+        print(f"wrote {args.out}")
+    if args.no_app:
+        return 1 if result.sweep.failed else 0
+    return serve_app(result.runs_dir, port=args.port)
+
+
+def add_research_commands(sub: argparse._SubParsersAction) -> None:
+    """The `sweep`, `figures` and `study` commands (scripted profiling and paper figures)."""
+    sweep = sub.add_parser("sweep", help="run a grid of runs (methods x options x seeds), resumable")
+    sweep.add_argument("--config", required=True, help="sweep TOML file (layout: workbench/sweeps.py)")
+    sweep.add_argument(
+        "--runs-dir", dest="runs_dir", help="run store (default: the file's runs_dir, or ./runs)"
+    )
+    sweep.add_argument("--rerun", action="store_true", help="run every point again, even completed ones")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(func=cmd_sweep)
+
+    figures = sub.add_parser("figures", help="export figures of runs: PDF/SVG/PNG (paper style), HTML, CSV")
+    figures.add_argument("run", nargs="?", help="a run directory, a runs directory, or a run id / prefix")
+    figures.add_argument("--kind", default="all", help="figure kind(s), comma-separated, or all (--list)")
+    figures.add_argument("--out", default="figures", help="output directory (default ./figures)")
+    figures.add_argument("--format", default="pdf,svg,png,html", help="comma-separated: pdf,svg,png,html,csv")
+    figures.add_argument("--size", choices=list(FIGURE_SIZES), default="one-column", help="paper width")
+    figures.add_argument("--runs-dir", dest="runs_dir", default="runs", help="where a run id is looked up")
+    figures.add_argument("--list", action="store_true", help="list the figure kinds and exit")
+    figures.set_defaults(func=cmd_figures)
+
+    study = sub.add_parser(
+        "study", help="every method on the default model and task, a table vs LoRA, then the app on its runs"
+    )
+    study.add_argument(
+        "--size",
+        choices=["smoke", "default", "full"],
+        default="default",
+        help="smoke: tiny-llama, seconds; default: minutes on a CPU; full: a GPU",
+    )
+    study.add_argument(
+        "--runs-dir", dest="runs_dir", help="run store (default runs/study, runs/study-<size>)"
+    )
+    study.add_argument("--model", help="another model than the size's (default smollm2-135m)")
+    study.add_argument("--task", help="another task than the size's (default polarity)")
+    study.add_argument("--out", help="also write the results page (markdown) here")
+    study.add_argument("--rerun", action="store_true", help="run every method again, even completed runs")
+    study.add_argument("--no-app", dest="no_app", action="store_true", help="do not serve the app afterwards")
+    study.add_argument("--port", type=int, default=8501, help="the app's port (default 8501)")
+    study.add_argument("--quiet", action="store_true", help="no progress bar")
+    study.set_defaults(func=cmd_study)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +279,27 @@ def make_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="directory for the transformers model")
     export.add_argument("--runs-dir", dest="runs_dir", default="runs")
     export.set_defaults(func=cmd_export)
+    sweep = sub.add_parser(
+        "memory-sweep", help="saved-activation bytes (and GPU peaks) per sequence length x batch size"
+    )
+    sweep.add_argument("--method", help="full, lora, sage, tokentune, smt, spsft")
+    sweep.add_argument("--model", help="built-in alias, local dir or hub id")
+    sweep.add_argument("--task", help="task whose token ids fill the batches (default polarity)")
+    sweep.add_argument("--synthetic", action="store_true", help="random token ids instead of task text")
+    sweep.add_argument("--lengths", default="64,128,256,512", help="sequence lengths, comma-separated")
+    sweep.add_argument("--batch-sizes", dest="batch_sizes", default="1,4,8,16", help="comma-separated")
+    sweep.add_argument(
+        "--cap-bytes", dest="cap_bytes", type=int, help="saved-activation bytes above which a point is OOM"
+    )
+    sweep.add_argument("--name", help="run name shown in listings")
+    sweep.add_argument("--runs-dir", dest="runs_dir", help="run store directory (default ./runs)")
+    sweep.add_argument("--config", help="TOML file of settings ([train], [method])")
+    sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(
+        func=cmd_memory_sweep, steps=None, batch_size=None, max_length=None, lr=None, seed=None
+    )
+    add_research_commands(sub)
     return parser
 
 

@@ -131,13 +131,42 @@ class TrainConfig(Validated):
 
 @dataclass
 class RecordConfig(Validated):
-    """What the run measures and records (recorders observe; they never change a gradient)."""
+    """What the run measures and records (workbench/recorders); recorders never change a gradient.
 
-    memory: bool = True  # saved-activation bytes per block/module and static categories, every `every` steps
-    every: int = 1  # record per-step measurements every k steps
+    Per-step recorders record on step 1 and then every k-th step (k = their `*_every`), so a short run is
+    still seen at its start. The defaults keep the whole set within 15% of the step time
+    (benchmarks/recorder_overhead.py).
+    """
+
+    # saved-activation bytes per block/module, static categories per block/module, device peaks; also the
+    # largest forward of each selection phase (warmup, importance) and evaluation
+    memory: bool = True
+    memory_every: int = 1  # cheap (hooks during one forward): every step by default
+    # seconds per step phase (forward, backward, optimizer, recording), selection phase and evaluation
+    timing: bool = True
+    # median / mean / max |grad| and grad norm per block and module of what trains, before clipping
+    grads: bool = True
+    grads_every: int = 10
+    # also |dL/dW| of frozen dense projections (q..down under LoRA, SAGE, SMT, SPSFT) on grads steps, from
+    # their output gradient and input (the SMT paper's Fig. 3); costs one weight-gradient GEMM per
+    # projection on those steps, so it is opt-in
+    grads_frozen: bool = False
+    # per-block token scores and chosen tokens of fixed probe examples: the method's own selection (SAGE,
+    # TokenTune), else what SAGE would choose (observation only)
+    saliency: bool = True
+    saliency_every: int = 10  # one no-grad forward of the probe examples per recorded step
+    probe_examples: int = 4  # the first n training examples, the same at every recorded step
+    blocks: bool = True  # SMT: block grid (score, chosen) and warm-up |grad| statistics, once after selection
+    rows: bool = True  # SPSFT: importance and chosen flag per output row, once after selection
 
     def validate(self) -> None:
-        require(self.every >= 1, f"record.every must be >= 1, got {self.every}")
+        for name in ("memory_every", "grads_every", "saliency_every"):
+            require(getattr(self, name) >= 1, f"record.{name} must be >= 1, got {getattr(self, name)}")
+        require(self.probe_examples >= 1, f"record.probe_examples must be >= 1, got {self.probe_examples}")
+        require(
+            self.grads or not self.grads_frozen,
+            "record.grads_frozen needs record.grads = true (frozen weights are observed on grads steps)",
+        )
 
 
 @dataclass

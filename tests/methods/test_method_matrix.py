@@ -32,7 +32,10 @@ def runs(tiny_task, tmp_path_factory):
     results = {}
     for name in METHODS.names():
         config = RunConfig(
-            model="tiny-llama", task=tiny_task, method=name, runs_dir=str(runs_dir),
+            model="tiny-llama",
+            task=tiny_task,
+            method=name,
+            runs_dir=str(runs_dir),
             method_options=TINY_OPTIONS.get(name, {}),
             train=TrainConfig(steps=3, batch_size=4, max_length=32, eval_examples=4, lr=1e-2),
         )

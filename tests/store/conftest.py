@@ -33,6 +33,7 @@ SAMPLES: dict[str, dict[str, list[Any]]] = {
         "module": ["mlp.up_proj", "mlp.up_proj"],
         "stat": ["norm", "norm"],
         "value": [0.1, 0.2],
+        "phase": ["train", "warmup"],
     },
     "saliency": {
         "step": [0, 0, 0],

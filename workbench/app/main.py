@@ -1,15 +1,38 @@
-"""The app's router and shared sidebar. Until the full app lands, one page lists the runs."""
+"""The app's router: page config, the shared sidebar, and st.navigation over the page modules.
+
+`streamlit run app.py [-- --runs-dir DIR]`. Pages live in workbench/app/pages, one module each; the app
+reads only the run store (workbench/app/data.py) and never trains or executes anything from a run.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
-from workbench.report import run_list_records
-from workbench.store import list_runs
+from workbench.app.sidebar import render_sidebar
+from workbench.app.widgets import DOWNLOAD_SIZE_KEY
+
+PAGES_DIR = Path(__file__).parent / "pages"
+
+# (module file, title, icon, url path); the first is the default page
+PAGES = (
+    ("runs.py", "Runs", ":material/table_rows:", "runs"),
+    ("tradeoffs.py", "Trade-offs", ":material/scatter_plot:", "tradeoffs"),
+    ("saliency.py", "Saliency", ":material/grid_on:", "saliency"),
+    ("blocks.py", "Block allocation", ":material/view_module:", "blocks"),
+    ("rows.py", "Rows", ":material/view_list:", "rows"),
+    ("gradients.py", "Gradients", ":material/show_chart:", "gradients"),
+    ("memory.py", "Memory", ":material/memory:", "memory"),
+    ("compare.py", "Compare", ":material/compare_arrows:", "compare"),
+)
+
+
+def page_path(module: str) -> Path:
+    """The file of a page module (for st.Page and st.switch_page)."""
+    return PAGES_DIR / module
 
 
 def runs_dir_from_argv(argv: list[str]) -> str:
@@ -20,19 +43,23 @@ def runs_dir_from_argv(argv: list[str]) -> str:
     return known.runs_dir
 
 
-def runs_page() -> None:
-    runs_dir = st.session_state.get("runs_dir", "runs")
-    st.title("Runs")
-    entries = list_runs(runs_dir)
-    if not entries:
-        st.info(f"No runs in `{runs_dir}` yet. Make one with:\n\n`workbench run --runs-dir {runs_dir}`")
-        return
-    st.dataframe(pd.DataFrame(run_list_records(entries)), width="stretch")
-
-
 def main() -> None:
-    st.set_page_config(page_title="workbench", layout="wide")
+    """Run the app: one call per rerun from app.py."""
+    st.set_page_config(page_title="workbench", page_icon=":material/memory:", layout="wide")
     if "runs_dir" not in st.session_state:
         st.session_state["runs_dir"] = runs_dir_from_argv(sys.argv[1:])
-    st.sidebar.text_input("Runs directory", key="runs_dir")
-    st.navigation([st.Page(runs_page, title="Runs", url_path="runs", default=True)]).run()
+    pages = [
+        st.Page(page_path(module), title=title, icon=icon, url_path=url, default=(i == 0))
+        for i, (module, title, icon, url) in enumerate(PAGES)
+    ]
+    page = st.navigation(pages)
+    render_sidebar()
+    st.sidebar.radio(
+        "Download size",
+        ("two", "one"),
+        key=DOWNLOAD_SIZE_KEY,
+        format_func=lambda s: {"one": "one column (3.4 in)", "two": "two columns (7 in)"}[s],
+        horizontal=True,
+        help="Width of PNG / SVG / PDF downloads (paper style, vector text).",
+    )
+    page.run()

@@ -8,9 +8,10 @@ buffers (they exist anyway), and charge it to the innermost module running at th
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -30,9 +31,8 @@ class SavedRecord:
     module: str  # qualified name of the innermost module active when it was saved
 
 
-def _storage_key(t: torch.Tensor) -> tuple[str, int]:
-    storage = t.untyped_storage()
-    return (str(t.device), storage.data_ptr())
+def _storage_key(t: torch.Tensor) -> tuple[torch.device, int]:
+    return (t.device, t.untyped_storage().data_ptr())  # runs per saved tensor: no str(device)
 
 
 @dataclass
@@ -42,7 +42,7 @@ class SavedTensorTracker:
     model: nn.Module
     paused: bool = False  # while True, saved tensors are not counted (e.g. later micro-batches)
     records: list[SavedRecord] = field(default_factory=list)
-    _seen: set[tuple[str, int]] = field(default_factory=set)
+    _seen: set[tuple[torch.device, int]] = field(default_factory=set)
     _stack: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -73,6 +73,12 @@ class SavedTensorTracker:
         if self._stack:
             self._stack.pop()
 
+    def reset(self) -> None:
+        """Start a new window: forget what was counted (e.g. per forward within a selection phase)."""
+        self.records = []
+        self._seen = set()
+        self.paused = False
+
     # -- results -----------------------------------------------------------------------------------
     @property
     def total_bytes(self) -> int:
@@ -95,16 +101,29 @@ class SavedTensorTracker:
 
 
 @contextmanager
-def track_saved_tensors(model: nn.Module) -> Iterator[SavedTensorTracker]:
+def track_saved_tensors(
+    model: nn.Module,
+    modules: Iterable[nn.Module] | None = None,
+    tracker: SavedTensorTracker | None = None,
+) -> Iterator[SavedTensorTracker]:
     """Count what autograd saves for backward inside the block, attributed to `model`'s modules.
 
     >>> with track_saved_tensors(model) as tracker:
     ...     loss = answer_loss(model, batch)
     >>> tracker.total_bytes, tracker.by_module
+
+    `modules` limits the hooks to those modules (default: all), each saved tensor going to the innermost
+    of them that is running; `location_boundaries(model)` gives the same `by_location` with far fewer
+    hooks (a peft model has thousands of modules, and hooking them all costs time on every forward).
+    `tracker` reuses a tracker of `model` (reset here), sparing the setup when tracking every step.
     """
-    tracker = SavedTensorTracker(model)
+    if tracker is None:
+        tracker = SavedTensorTracker(model)
+    else:
+        tracker.reset()
+        tracker._stack.clear()  # a forward that failed mid-way may have left modules on it
     handles = []
-    for module in model.modules():
+    for module in model.modules() if modules is None else modules:
         handles.append(module.register_forward_pre_hook(tracker._enter_module))
         handles.append(module.register_forward_hook(tracker._exit_module, always_call=True))
     try:
@@ -113,6 +132,20 @@ def track_saved_tensors(model: nn.Module) -> Iterator[SavedTensorTracker]:
     finally:
         for h in handles:
             h.remove()
+
+
+def location_boundaries(model: nn.Module) -> list[nn.Module]:
+    """The modules of `model` whose `locate` differs from their parent's (and the root).
+
+    Every other module has its parent's location, so charging what it saves to its nearest boundary
+    ancestor leaves `by_location` unchanged (a LoRA layer's lora_A, dropout and base_layer all count
+    under its projection).
+    """
+    out = []
+    for name, module in model.named_modules():
+        if not name or locate(name) != locate(name.rpartition(".")[0]):
+            out.append(module)
+    return out
 
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)(?:\.|$)")
@@ -134,6 +167,7 @@ _KINDS = (
 )
 
 
+@functools.lru_cache(maxsize=1 << 16)  # called per record and per parameter on every recorded step
 def locate(module_name: str) -> tuple[int, str]:
     """(block index or -1, module kind) of a qualified module name.
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import torch
 from torch import nn
+
+from workbench.memory.saved import locate
 
 
 def _unique_nbytes(tensors: list[torch.Tensor]) -> int:
@@ -36,3 +40,36 @@ def static_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None = Non
         "gradients": _unique_nbytes(grads),
         "optimizer_state": _unique_nbytes(state),
     }
+
+
+def static_bytes_by_location(
+    model: nn.Module, optimizer: torch.optim.Optimizer | None = None
+) -> dict[tuple[int, str, str], int]:
+    """`static_bytes` broken down by where the parameter lives: {(block or -1, module kind, category): bytes}.
+
+    Module kinds as `locate` gives them (a LoRA adapter of q_proj counts under q_proj). Each storage is
+    counted once, under the first parameter name that holds it (tied lm_head -> embed_tokens), so for
+    every category the values sum to `static_bytes(model, optimizer)[category]`.
+    """
+    state_of = {}
+    if optimizer is not None:
+        state_of = {id(p): s for p, s in optimizer.state.items()}
+    out: dict[tuple[int, str, str], int] = defaultdict(int)
+    seen: set[tuple[str, torch.device, int]] = set()
+
+    def count(where: tuple[int, str], category: str, tensor: torch.Tensor) -> None:
+        storage = tensor.untyped_storage()
+        key = (category, tensor.device, storage.data_ptr())  # deduplicated as static_bytes does
+        if key not in seen:
+            seen.add(key)
+            out[(*where, category)] += storage.nbytes()
+
+    for name, param in model.named_parameters(remove_duplicate=False):
+        where = locate(name.rpartition(".")[0])
+        count(where, "params_trainable" if param.requires_grad else "params_frozen", param)
+        if param.grad is not None:
+            count(where, "gradients", param.grad)
+        for value in state_of.get(id(param), {}).values():
+            if torch.is_tensor(value):
+                count(where, "optimizer_state", value)
+    return dict(out)

@@ -1,100 +1,193 @@
-"""Memory recorder: saved activations per block and module, static categories, device peaks."""
+"""Memory recorder: saved activations and static categories per block and module, device peaks, phases.
+
+Table memory (columns step, layer, module, category, bytes, source, phase), on step 1 and every
+`every`-th step, phase "train":
+- saved_activations, source logical: bytes autograd saved for backward during the step's first
+  micro-batch, per (block, module kind) as `locate` names them (layer -1: embed_tokens, norm, lm_head,
+  loss). Each micro-batch's backward frees its own saved tensors, so one micro-batch is the step's
+  peak. The rows of a step sum to the step's total exactly (every saved storage is charged once).
+- params_frozen, params_trainable, gradients, optimizer_state, source logical: per (block, module kind),
+  read after the optimizer step (gradients and optimizer state both exist); each category's rows sum to
+  `static_bytes` of the whole model.
+- device peaks of the step, layer -1 and module "model": allocator max_allocated / max_reserved (GPU),
+  nvml_used (GPU, whole device), process_rss_peak (process lifetime).
+Per phase (ctx.phase: SMT "warmup", SPSFT "importance"; and "eval"): the saved activations of the
+phase's largest forward (each selection forward frees its tensors in its own backward, so the largest
+forward is the phase's peak) per (block, module), and the device peaks of the phase; step = the step
+the phase precedes (0), or the step an evaluation follows.
+
+Summary: memory_peak_bytes (largest recorded value per category and source), memory_phase_peak_bytes
+(saved activations of each phase's largest forward), memory_note.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
-from workbench.memory import measure_device_peaks, reset_device_peaks, static_bytes, track_saved_tensors
-from workbench.recorders.base import RecordingSession, StepInfo
+from torch import nn
+
+from workbench.memory import (
+    SavedTensorTracker,
+    location_boundaries,
+    measure_device_peaks,
+    reset_device_peaks,
+    static_bytes_by_location,
+    track_saved_tensors,
+)
+from workbench.recorders.base import RecorderBase, StepInfo
+
+Location = tuple[int, str]  # (block or -1, module kind)
 
 
-class MemoryRecorder:
-    """Every `every` steps: saved-for-backward bytes by (block, module) and the static categories.
+class _SavedWindow:
+    """Saved-tensor tracking over a span of forwards, keeping the largest forward's breakdown.
 
-    Saved bytes are measured over the step's first micro-batch (each micro-batch frees its saved
-    tensors in its own backward, so one micro-batch is the peak); static bytes after the optimizer
-    step, when gradients and optimizer state both exist.
+    A forward pre-hook on the decoder starts a new window at each forward (the previous forward's
+    backward has freed its tensors by then); `close` returns the largest window.
     """
 
+    def __init__(self, model: nn.Module, decoder: nn.Module) -> None:
+        self._stack = contextlib.ExitStack()
+        tracking = track_saved_tensors(model, location_boundaries(model))
+        self.tracker: SavedTensorTracker = self._stack.enter_context(tracking)
+        self._stack.callback(decoder.register_forward_pre_hook(lambda *_: self._cut()).remove)
+        self.peak: dict[Location, int] = {}
+        self.peak_total = 0
+
+    def _cut(self) -> None:
+        total = self.tracker.total_bytes
+        if total > self.peak_total:
+            self.peak_total, self.peak = total, self.tracker.by_location()
+        self.tracker.reset()
+
+    def close(self) -> dict[Location, int]:
+        self._cut()
+        self._stack.close()
+        return self.peak
+
+
+class MemoryRecorder(RecorderBase):
+    """Memory per step, block, module and category, and per selection phase (see the module docstring)."""
+
+    name = "memory"
+
     def __init__(self, every: int = 1) -> None:
-        self.every = every
-        self.session: RecordingSession | None = None
-        self._tracker = None
+        super().__init__(every)
+        self._step_tracking: contextlib.ExitStack | None = None
+        self._tracker: SavedTensorTracker | None = None
+        self._saved: dict[Location, int] | None = None  # the current step's first micro-batch
+        self._window: _SavedWindow | None = None
+        # fixed once the method is prepared: the modules to hook, one tracker reused every step
+        self._boundaries: list[nn.Module] | None = None
+        self._reused: SavedTensorTracker | None = None
         self.peak: dict[str, int] = {}
+        self.phase_peak: dict[str, int] = {}
+        self.note = ""
 
-    def attach(self, session: RecordingSession) -> None:
-        self.session = session
+    # -- phases ------------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def step_context(self, step: int) -> Iterator[None]:
-        if step % self.every:
-            yield
+    def on_phase_start(self, name: str, step: int) -> None:
+        reset_device_peaks(self.session.device)
+        self._window = _SavedWindow(self.session.model, self.session.anatomy.decoder)
+
+    def on_phase_end(self, name: str, step: int, seconds: float) -> None:
+        window, self._window = self._window, None
+        saved = window.close()
+        self.phase_peak[name] = max(self.phase_peak.get(name, 0), window.peak_total)
+        rows = _saved_rows(saved)
+        rows += [(-1, "model", category, nbytes, source) for source, category, nbytes in self._peaks()]
+        self._add(rows, step, name)
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def on_prepared(self) -> None:
+        # hooks only where the location changes: the same rows, a fraction of the hooks (peft adds
+        # thousands of modules), so tracking a step costs little
+        self._boundaries = location_boundaries(self.session.model)
+        self._reused = SavedTensorTracker(self.session.model)
+
+    def on_step_start(self, step: int) -> None:
+        if not self.due(step):
             return
         reset_device_peaks(self.session.device)
-        with track_saved_tensors(self.session.model) as tracker:
-            self._tracker = tracker
-            yield
+        model = self.session.model
+        self._step_tracking = contextlib.ExitStack()
+        tracking = track_saved_tensors(model, self._boundaries or location_boundaries(model), self._reused)
+        self._tracker = self._step_tracking.enter_context(tracking)
 
-    def micro_batch_done(self) -> None:
-        """Stop counting after the first micro-batch of a step (later ones reuse the same memory)."""
-        if self._tracker is not None:
-            self._tracker.paused = True
+    def on_micro_batch_end(self, step: int) -> None:
+        """The first micro-batch is the step's peak (later ones reuse its memory): stop tracking there."""
+        if self._step_tracking is not None:
+            self._saved = self._tracker.by_location()
+            self._step_tracking.close()
+            self._step_tracking = self._tracker = None
 
     def on_step_end(self, info: StepInfo) -> None:
-        tracker, self._tracker = self._tracker, None
-        if tracker is None:
+        saved, self._saved = self._saved, None
+        if saved is None:
             return
-        rows: list[dict[str, Any]] = []
-        for (layer, module), nbytes in sorted(tracker.by_location().items()):
-            rows.append(_row(info.step, layer, module, "saved_activations", nbytes, "logical"))
-        static = static_bytes(self.session.model, self.session.optimizer)
-        for category, nbytes in static.items():
-            rows.append(_row(info.step, -1, "model", category, nbytes, "logical"))
-        peaks = measure_device_peaks(self.session.device)
-        for source, category, nbytes in peaks.as_rows():
-            rows.append(_row(info.step, -1, "model", category, nbytes, source))
-        self.session.writer.add("memory", rows)
-        self._update_peak(tracker.total_bytes, static, peaks)
-
-    def _update_peak(self, saved: int, static: dict[str, int], peaks: Any) -> None:
-        current = {
-            "saved_activations": saved,
-            **static,
-            "total_logical": saved + sum(static.values()),
-            "process_rss_peak": peaks.process_rss_peak,
-        }
-        if peaks.allocator_allocated is not None:
-            current["allocator_max_allocated"] = peaks.allocator_allocated
-            current["allocator_max_reserved"] = peaks.allocator_reserved
-        if peaks.device_used is not None:
-            current["nvml_used"] = peaks.device_used
-        for key, value in current.items():
+        static = static_bytes_by_location(self.session.model, self.session.optimizer)
+        rows = _saved_rows(saved)
+        rows += [
+            (layer, module, category, nbytes, "logical")
+            for (layer, module, category), nbytes in static.items()
+        ]
+        peaks = self._peaks()
+        rows += [(-1, "model", category, nbytes, source) for source, category, nbytes in peaks]
+        self._add(rows, info.step, "train")
+        totals: dict[str, int] = {"saved_activations": sum(saved.values())}
+        for (_, _, category), nbytes in static.items():
+            totals[category] = totals.get(category, 0) + nbytes
+        totals["total_logical"] = sum(totals.values())
+        for source, category, nbytes in peaks:
+            totals[category if source == "device" else f"allocator_{category}"] = nbytes
+        for key, value in totals.items():
             self.peak[key] = max(self.peak.get(key, 0), value)
-        self.peak_note = peaks.note
 
-    def on_phase(self, name: str, seconds: float) -> None:
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _peaks(self) -> list[tuple[str, str, int]]:
         peaks = measure_device_peaks(self.session.device)
-        rows = [_row(-1, -1, "model", c, b, s, phase=name) for s, c, b in peaks.as_rows()]
-        self.session.writer.add("memory", rows)
+        self.note = peaks.note
+        return peaks.as_rows()
+
+    def _add(self, rows: list[tuple[int, str, str, int, str]], step: int, phase: str) -> None:
+        if not rows:
+            return
+        layers, modules, categories, nbytes, sources = (list(column) for column in zip(*rows, strict=True))
+        self.session.writer.add(
+            "memory",
+            {
+                "step": step,
+                "layer": layers,
+                "module": modules,
+                "category": categories,
+                "bytes": nbytes,
+                "source": sources,
+                "phase": phase,
+            },
+        )
 
     def summary(self) -> dict[str, Any]:
-        return {"memory_peak_bytes": dict(self.peak), "memory_note": getattr(self, "peak_note", "")}
+        out: dict[str, Any] = {"memory_peak_bytes": dict(self.peak), "memory_note": self.note}
+        if self.phase_peak:
+            out["memory_phase_peak_bytes"] = dict(self.phase_peak)
+        return out
 
     def detach(self) -> None:
-        self.session = None
+        # a run that failed mid-step or mid-phase must not leave hooks on the model
+        if self._step_tracking is not None:
+            self._step_tracking.close()
+            self._step_tracking = self._tracker = None
+        if self._window is not None:
+            self._window.close()
+            self._window = None
+        super().detach()
 
 
-def _row(
-    step: int, layer: int, module: str, category: str, nbytes: int, source: str, phase: str = "train"
-) -> dict[str, Any]:
-    return {
-        "step": step,
-        "layer": layer,
-        "module": module,
-        "category": category,
-        "bytes": int(nbytes),
-        "source": source,
-        "phase": phase,
-    }
+def _saved_rows(saved: dict[Location, int]) -> list[tuple[int, str, str, int, str]]:
+    return [
+        (layer, module, "saved_activations", nbytes, "logical")
+        for (layer, module), nbytes in sorted(saved.items())
+    ]

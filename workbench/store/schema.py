@@ -97,8 +97,17 @@ TABLES: dict[str, pa.Schema] = {
             _opt("phase", pa.string()),  # "train", "warmup", "importance", "eval"
         ]
     ),
-    # gradient statistics per module: "norm", "abs_mean", "max" ...
-    "grads": pa.schema([STEP, LAYER, MODULE, _req("stat", pa.string()), _req("value", pa.float64())]),
+    # gradient statistics per module: "median", "mean", "max" (of |g|), "norm" ...
+    "grads": pa.schema(
+        [
+            STEP,
+            LAYER,
+            MODULE,
+            _req("stat", pa.string()),
+            _req("value", pa.float64()),
+            _opt("phase", pa.string()),  # "train", or "warmup" (SMT's warm-up statistics, step 0)
+        ]
+    ),
     # token saliency (SAGE / TokenTune): one row per (sample, layer, position)
     "saliency": pa.schema(
         [

@@ -1,0 +1,178 @@
+"""Recorder overhead: step time with all recorders on (default cadence) and all off, vs none (issue 6).
+
+    python benchmarks/recorder_overhead.py                      # smollm2-135m on polarity, lora and sage
+    python benchmarks/recorder_overhead.py --repeats 5 --steps 40 --threads 1
+    python benchmarks/recorder_overhead.py --frozen             # also: on + record.grads_frozen
+    python benchmarks/recorder_overhead.py --smoke              # tiny-llama, seconds: checks the script works
+
+Variants, each training through the real loop (`workbench.train.train`) with the same seed, so the same
+batches in the same order:
+- none: no recorder attached (only the benchmark's clock);
+- off: every recorder attached (probe built, selections read) but never due (`every` = NEVER);
+- on: every recorder at its RecordConfig default (memory and timing every step, gradients and saliency
+  every 10 steps on 4 probe examples, blocks / rows once after selection);
+- frozen (with --frozen): on, plus the opt-in gradients of the frozen dense projections (grads_frozen).
+Step time = time between the ends of consecutive steps as a clock recorder placed after all the others
+sees it: forward, backward, optimizer, every recorder hook, zero_grad, the loop's own rows and flushes.
+Steps 2 .. steps+1 are timed (step 1 pays one-off costs in every variant); with the default 20 steps,
+recorded steps 10 and 20 fall inside at exactly the 1-in-10 cadence. Two clocks: wall time, and this
+process's CPU time, which other processes on a shared machine disturb far less (with one torch thread
+it is the step's compute). Each repetition runs the variants back to back, rotating their order, the
+ratio to `none` is taken within each repetition, and the median over repetitions is reported. A short
+untimed run per method comes first, so one-off costs of the process hit no variant.
+Targets: on <= 1.15x, off <= 1.02x. Figures in benchmarks/results/recorder_overhead.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python benchmarks/x.py` from anywhere
+
+import torch  # noqa: E402
+
+import workbench.methods.sage  # noqa: E402,F401  (registers sage)
+from benchmarks.common import Column, base_parser, format_table, settings_from_args, write_result  # noqa: E402
+from workbench.config import RecordConfig, RunConfig, TrainConfig  # noqa: E402
+from workbench.recorders import (  # noqa: E402
+    NEVER,
+    BlockRecorder,
+    GradRecorder,
+    MemoryRecorder,
+    RecorderBase,
+    RowRecorder,
+    SaliencyRecorder,
+    StepInfo,
+    TimingRecorder,
+    default_recorders,
+)
+from workbench.store import RunReader  # noqa: E402
+from workbench.train import train  # noqa: E402
+
+VARIANTS = ("none", "off", "on")  # + "frozen" with --frozen
+CLOCKS = ("wall", "cpu")
+TARGETS = {"on": 1.15, "off": 1.02}
+
+
+class StepClock(RecorderBase):
+    """Wall and CPU time at the end of every step, after every other recorder's hook (keep it last)."""
+
+    name = "clock"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ends: dict[int, tuple[float, float]] = {}
+
+    def on_step_end(self, info: StepInfo) -> None:
+        self.ends[info.step] = (time.perf_counter(), time.process_time())
+
+    def mean_step(self, first: int, last: int) -> dict[str, float]:
+        """{"wall": s, "cpu": s}: mean seconds per step over steps first..last."""
+        count = last - first + 1
+        return {c: (self.ends[last][i] - self.ends[first - 1][i]) / count for i, c in enumerate(CLOCKS)}
+
+
+def recorders_for(variant: str) -> list:
+    """The recorders of a variant (see the module docstring)."""
+    if variant == "none":
+        return []
+    if variant == "on":
+        return default_recorders(RecordConfig())
+    if variant == "frozen":
+        return default_recorders(RecordConfig(grads_frozen=True))
+    return [
+        SaliencyRecorder(every=NEVER),
+        BlockRecorder(),
+        RowRecorder(),
+        GradRecorder(every=NEVER),
+        MemoryRecorder(every=NEVER),
+        TimingRecorder(every=NEVER),
+    ]
+
+
+def timed_run(config: RunConfig, variant: str) -> dict[str, float]:
+    """Mean wall / CPU seconds per step over steps 2..steps of one run; "recording" (from the timing
+    table) for the variants that record timing."""
+    clock = StepClock()
+    result = train(config, progress=False, recorders=[*recorders_for(variant), clock])  # clock last
+    out = clock.mean_step(2, config.train.steps)
+    if variant in ("on", "frozen"):
+        timing = RunReader(result.run_dir).table("timing")
+        out["recording"] = timing.query("phase == 'recording' and step >= 2")["seconds"].mean()
+    return out
+
+
+def measure_method(
+    method: str, settings: Any, runs_dir: str, steps: int, repeats: int, variants: tuple[str, ...]
+) -> dict[str, Any]:
+    """Interleaved repetitions of the variants for one method; ratios within each repetition."""
+    config = RunConfig(
+        model=settings.model,
+        task=settings.task,
+        method=method,
+        runs_dir=runs_dir,
+        train=TrainConfig(steps=steps, batch_size=settings.batch_size, seed=settings.seed, eval_examples=0),
+    )
+    # one short untimed run first: the process's one-off costs (lazy imports, the first Parquet write)
+    # must not land in whichever variant happens to run first
+    warmup = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=3, flush_every=1))
+    timed_run(warmup, "on")
+    reps: list[dict[str, dict[str, float]]] = []
+    for rep in range(repeats):
+        k = rep % len(variants)
+        reps.append({v: timed_run(config, v) for v in variants[k:] + variants[:k]})  # no variant always first
+    row: dict[str, Any] = {"method": method, "repetitions": reps}
+    for v in variants:
+        row[f"{v}_seconds"] = statistics.median(r[v]["wall"] for r in reps)
+        if v != "none":
+            for c in CLOCKS:
+                row[f"{v}_{c}_ratio"] = statistics.median(r[v][c] / r["none"][c] for r in reps)
+    row["recording_seconds"] = statistics.median(r["on"]["recording"] for r in reps)
+    met = [row[f"{v}_{c}_ratio"] <= target for v, target in TARGETS.items() for c in CLOCKS]
+    row["targets_met"] = "all" if all(met) else ("none" if not any(met) else "some")
+    return row
+
+
+def columns(variants: tuple[str, ...]) -> list[Column]:
+    cols: list[Column] = [("method", "method", ""), ("none s/step", "none_seconds", ".3f")]
+    for v in variants[1:]:
+        cols += [(f"{v} x wall", f"{v}_wall_ratio", ".3f"), (f"{v} x cpu", f"{v}_cpu_ratio", ".3f")]
+    return [*cols, ("recording s/step", "recording_seconds", ".4f"), ("targets met", "targets_met", "")]
+
+
+def main() -> None:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--methods", default="lora,sage", help="comma-separated methods (default lora,sage)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per run (default 20; smoke 10)")
+    parser.add_argument("--frozen", action="store_true", help="also time on + record.grads_frozen")
+    args = parser.parse_args()
+    settings = settings_from_args(args)
+    timed = args.steps or (10 if settings.smoke else 20)
+    repeats = args.repeats or (1 if settings.smoke else 3)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    variants = VARIANTS + (("frozen",) if args.frozen else ())
+    threads = torch.get_num_threads()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    rows: list[dict[str, Any]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="recorder-overhead-") as runs_dir:
+            for method in methods:
+                rows.append(measure_method(method, settings, runs_dir, timed + 1, repeats, variants))
+                print(format_table(rows[-1:], columns(variants)), flush=True)
+    finally:
+        torch.set_num_threads(threads)
+    print(f"\nrecorder overhead, {settings.label}, {timed} timed steps, median of {repeats} repetitions")
+    print(format_table(rows, columns(variants)))
+    payload = {"timed_steps": timed, "repeats": repeats, "targets": TARGETS, "rows": rows}
+    print(f"written {write_result(settings, 'recorder_overhead', payload)}")
+
+
+if __name__ == "__main__":
+    main()

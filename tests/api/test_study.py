@@ -1,0 +1,78 @@
+"""The study (workbench.study, `workbench study`): every method, ratios to LoRA, then the app."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench import cli, study
+from workbench.methods import METHODS
+from workbench.store import list_runs
+
+
+def test_study_table_has_every_method_and_ratios_to_lora(smoke_study):
+    runs = [e.reader for e in list_runs(smoke_study) if e.reader.config.get("kind") is None]
+    table = study.study_table(runs)
+    assert set(METHODS) <= set(table["method"])
+    lora = table[table["method"] == "lora"].iloc[0]
+    for column in ("accuracy", "saved_activations", "total_logical", "step_time", "trainable"):
+        assert lora[f"{column}_vs_lora"] == pytest.approx(1.0)
+    full = table[table["method"] == "full"].iloc[0]
+    assert full["trainable_vs_lora"] > 1 and full["total_logical_vs_lora"] > 1
+    text = study.markdown_table(table)
+    assert text.count("\n") == len(table) + 1 and "(1.00x)" in text
+
+
+def test_study_command_reuses_runs_and_writes_the_page(smoke_study, tiny_task, tmp_path, capsys):
+    page = tmp_path / "study.md"
+    before = len(list_runs(smoke_study))
+    args = ["study", "--size", "smoke", "--no-app", "--quiet", "--runs-dir", str(smoke_study)]
+    assert cli.main([*args, "--task", tiny_task, "--out", str(page)]) == 0
+    assert len(list_runs(smoke_study)) == before  # every run reused
+    out = capsys.readouterr().out
+    assert f"0 ran, {len(METHODS.names())} reused, 0 failed" in out
+    text = page.read_text()
+    assert "# Study: every method on tiny-llama" in text and "| lora |" in text
+    assert "workbench study --size smoke --no-app" in text
+
+
+def test_the_app_is_served_on_the_study_runs(monkeypatch, tmp_path, capsys):
+    seen = {}
+    monkeypatch.setattr(study.subprocess, "call", lambda command: seen.setdefault("command", command) and 0)
+    assert study.serve_app(tmp_path, port=8765) == 0
+    command = seen["command"]
+    assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("app.py")
+    assert command[-3:] == ["--", "--runs-dir", str(tmp_path)]
+    assert "--server.port" in command and "8765" in command
+    assert "http://localhost:8765" in capsys.readouterr().out
+
+
+def test_sizes():
+    from workbench.sweeps import expand
+
+    assert set(study.STUDY_SIZES) == {"smoke", "default", "full"}
+    for size in study.STUDY_SIZES:  # every size's grid is valid for every method
+        points = expand(study.study_grid(size))
+        assert [p.data["method"] for p in points] == study.study_methods()
+        assert study.study_methods()[0] == "lora"
+    default = {p.data["method"]: p.config() for p in expand(study.study_grid("default"))}
+    assert default["lora"].train.lr == default["sage"].train.lr == 5e-4 and default["full"].train.lr is None
+    assert study.STUDY_SIZES["default"].model == "smollm2-135m"
+    assert study.default_runs_dir("default") == "runs/study"
+    with pytest.raises(Exception, match="unknown study size 'huge'"):
+        study.study_size("huge")
+
+
+def test_comparison_figures_render(smoke_study, tmp_path):
+    from workbench.comparisons import accuracy_vs_trainable, ratio_bars, ratio_table
+    from workbench.figures import export, runs_frame
+
+    runs = [e.reader for e in list_runs(smoke_study) if e.reader.config.get("kind") is None]
+    frame = runs_frame(runs)
+    bars = ratio_bars(ratio_table(frame, label="method"), "step_time")
+    assert set(bars.data["label"]) == set(METHODS) and bars.data.set_index("label").loc["lora", "ratio"] == 1
+    frame["total_parameters"] = [r.summary["total_parameters"] for r in runs]
+    curve = accuracy_vs_trainable(frame)
+    assert curve.data.loc[curve.data["method"] == "full", "x"].item() == pytest.approx(100.0)
+    for fig in (bars, curve):
+        paths = export(fig, tmp_path, formats=("pdf", "png", "html"))
+        assert all(p.stat().st_size > 0 for p in paths)

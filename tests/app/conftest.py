@@ -1,0 +1,176 @@
+"""A runs directory of REAL tiny runs for the app tests (built once per session).
+
+One tiny-llama run per registered method (3 steps, every recorder on every step), a memory sweep (with
+an OOM point from a logical cap) when the sweep exists, an interrupted run (its process died before it
+finished), a run whose table file is corrupt, and a directory whose manifest is not JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# per-method options that keep a 3-step tiny run fast (SMT's default warm-up is 100 batches)
+FAST_OPTIONS = {"smt": {"warmup_steps": 2}, "spsft": {"importance_batches": 2}}
+
+INTERRUPTED = """
+import sys, os
+from workbench.store import RunWriter
+w = RunWriter.create(sys.argv[1], name="interrupted-lora", config={"method": "lora", "model": "tiny-llama",
+    "task": "colours", "method_options": {"r": 16}}, environment={"device": "cpu"})
+w.add("metrics", [{"step": 1, "split": "train", "name": "loss", "value": 5.0}])
+w.flush()
+os._exit(1)  # die without finishing: the manifest stays "running" with a dead pid
+"""
+
+
+def write_task(path: Path, n: int = 48) -> Path:
+    """A small learnable classification task: the answer is the first word of the prompt."""
+    words = ["red", "blue"]
+    with path.open("w") as fh:
+        for i in range(n):
+            word = words[i % 2]
+            fh.write(json.dumps({"prompt": f"{word} sky {i % 7}. colour:", "answer": f" {word}"}) + "\n")
+    return path
+
+
+def _config(method: str, task: Path, runs_dir: Path):
+    from workbench.config import RecordConfig, RunConfig, TrainConfig
+
+    return RunConfig(
+        model="tiny-llama",
+        task=str(task),
+        method=method,
+        runs_dir=str(runs_dir),
+        method_options=dict(FAST_OPTIONS.get(method, {})),
+        train=TrainConfig(steps=3, eval_examples=8, batch_size=4, max_length=32, save_weights=False),
+        record=RecordConfig(saliency_every=1, grads_every=1, probe_examples=2),
+    )
+
+
+def build_runs(root: Path) -> dict[str, str]:
+    """Make the fixture runs under root/runs; returns {label: run id}."""
+    from workbench.methods import METHODS
+    from workbench.train import train
+
+    task = write_task(root / "colours.jsonl")
+    runs_dir = root / "runs"
+    ids: dict[str, str] = {}
+    for method in METHODS.names():
+        ids[method] = train(_config(method, task, runs_dir), progress=False).run_id
+    try:
+        from workbench.memory.sweep import memory_sweep
+    except ImportError:  # the sweep is another issue's; the app copes without it
+        memory_sweep = None
+    if memory_sweep is not None:
+        result = memory_sweep(
+            _config("lora", task, runs_dir), [8, 16, 32], [1, 2, 4], cap_bytes=700_000, progress=False
+        )
+        ids["sweep"] = result.run_id
+    subprocess.run([sys.executable, "-c", INTERRUPTED, str(runs_dir)], check=False)
+    ids["interrupted"] = next(p.name for p in runs_dir.iterdir() if p.name.endswith("interrupted-lora"))
+    # a readable run whose memory table file is garbage
+    broken = runs_dir / "zz-broken-table"
+    shutil.copytree(runs_dir / ids["lora"], broken)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest.update(id=broken.name, name="lora-broken-table")
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    for part in (broken / "memory").glob("*.parquet"):
+        part.write_bytes(b"not parquet at all")
+    ids["broken_table"] = broken.name
+    # a directory that is not a readable run
+    corrupt = runs_dir / "corrupt-run"
+    corrupt.mkdir()
+    (corrupt / "manifest.json").write_text("{not json")
+    ids["corrupt"] = corrupt.name
+    return ids
+
+
+@pytest.fixture(scope="session")
+def fixture_runs(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """(runs dir, {label: run id}) of the real tiny runs; labels are method names plus sweep,
+    interrupted, broken_table and corrupt."""
+    root = tmp_path_factory.mktemp("app-runs")
+    ids = build_runs(root)
+    return root / "runs", ids
+
+
+@pytest.fixture(scope="session")
+def runs_dir(fixture_runs) -> Path:
+    return fixture_runs[0]
+
+
+@pytest.fixture(scope="session")
+def run_ids(fixture_runs) -> dict[str, str]:
+    return fixture_runs[1]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = ("runs", "tradeoffs", "saliency", "blocks", "rows", "gradients", "memory", "compare")
+
+
+def _make_app(runs_dir: Path | str, page: str | None = None, run: str | None = None):
+    """An AppTest of app.py on `runs_dir`, run once, then switched to `page` with `run` picked."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    at.session_state["runs_dir"] = str(runs_dir)
+    if run is not None:
+        at.session_state["run"] = run
+    at.run()
+    if page is not None and page != "runs":
+        at.switch_page(f"workbench/app/pages/{page}.py").run()
+    return at
+
+
+def _decode(value):
+    """Plotly's JSON packs numeric arrays as {"dtype", "bdata" (base64), "shape"}: unpack to lists."""
+    if isinstance(value, dict):
+        if "bdata" in value and "dtype" in value:
+            array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+            if "shape" in value:
+                shape = value["shape"]
+                array = array.reshape(
+                    [int(n) for n in str(shape).split(",")] if isinstance(shape, str) else shape
+                )
+            return array.tolist()
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _charts(at) -> list[dict]:
+    """The plotly figures on the page (the chart elements carry the figure JSON), arrays unpacked."""
+    return [_decode(json.loads(el.proto.spec)) for el in at.get("plotly_chart")]
+
+
+def _texts(at) -> str:
+    """Every info / warning / error / caption / markdown text on the page, joined."""
+    parts = []
+    for kind in ("info", "warning", "error", "caption", "markdown", "title", "subheader"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+# Helpers are handed out as fixtures, not imported, so the tests work whatever pytest's import mode.
+@pytest.fixture(scope="session")
+def make_app():
+    return _make_app
+
+
+@pytest.fixture(scope="session")
+def charts():
+    return _charts
+
+
+@pytest.fixture(scope="session")
+def texts():
+    return _texts

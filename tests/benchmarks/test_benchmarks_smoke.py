@@ -1,0 +1,86 @@
+"""Every method benchmark runs end to end at its --smoke size (tiny-llama) and returns its ratios.
+
+This keeps the scripts from rotting; it asserts no timing (the figures of a smoke run mean nothing).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # `benchmarks` is a folder of scripts at the repository root
+
+MEMORY_KEYS = {"saved", "state", "step", "step_cpu"}
+
+
+def numbers(tree: Any) -> Iterator[float]:
+    """Every number in a nested dict."""
+    if isinstance(tree, dict):
+        for value in tree.values():
+            yield from numbers(value)
+    else:
+        yield tree
+
+
+def run(name: str, tmp_path: Path) -> dict[str, Any]:
+    module = importlib.import_module(f"benchmarks.{name}")
+    result = module.main(["--smoke", "--out", str(tmp_path)])
+    path = Path(result["path"])
+    assert path.parent == tmp_path and path.name == f"{name}-smoke.json"
+    written = json.loads(path.read_text())
+    assert written["ratios"] == json.loads(json.dumps(result["ratios"]))
+    assert written["settings"]["smoke"] is True and written["machine"]["date"]
+    assert all(isinstance(x, (int, float)) and math.isfinite(x) for x in numbers(result["ratios"]))
+    return result
+
+
+def check_memory_ratios(ratios: dict[str, dict[str, float]], labels: set[str]) -> None:
+    assert set(ratios) == labels
+    assert all(set(r) == MEMORY_KEYS for r in ratios.values())
+    assert ratios["lora"] == {key: 1.0 for key in MEMORY_KEYS}  # the baseline against itself
+    assert all(r["saved"] > 0 and r["state"] > 0 and r["step"] > 0 for r in ratios.values())
+
+
+def test_sage_vs_lora(tmp_path):
+    result = run("sage_vs_lora", tmp_path)
+    labels = {"lora", "sage tau 0.9 align 0", "sage tau 0.9 align 2", "sage tau 0.5 align 0", "tokentune 0.3"}
+    assert list(result["ratios"]) == ["32"]
+    check_memory_ratios(result["ratios"]["32"], labels)
+    sage = next(row for row in result["results"]["32"] if row["label"] == "sage tau 0.9 align 2")
+    assert len(sage["kept_tokens"]["budget_per_block"]) == 4  # tiny-llama's blocks
+    assert sage["kept_tokens"]["sparse_forward_blocks"] == [2, 3]
+
+
+def test_smt_vs_lora(tmp_path):
+    result = run("smt_vs_lora", tmp_path)
+    check_memory_ratios(result["ratios"], {"lora", "smt"})
+    assert result["warmup"]["steps"] == 2 and result["warmup"]["seconds"] > 0
+    assert sum(result["allocation"]["share"].values()) == pytest.approx(1.0)
+    assert sum(result["allocation"]["blocks"].values()) == result["budget"]["budget_blocks"]
+    assert result["grad_ratios"]["v_over_q_median"] > 0
+
+
+def test_spsft_vs_lora(tmp_path):
+    result = run("spsft_vs_lora", tmp_path)
+    labels = {"lora", "fa-lora", "spsft r32", "fa-spsft r32"}
+    check_memory_ratios(result["ratios"]["vs lora"], labels)
+    assert result["ratios"]["vs fa-lora"]["fa-lora"]["saved"] == 1.0
+    for table in result["table7"]:  # mem = mem_FT + mem_Aux = mem_TTL - mem_M
+        assert table["mem"] == table["mem_FT"] + table["mem_Aux"] == table["mem_TTL"] - table["mem_M"]
+
+
+def test_accuracy_vs_lora(tmp_path):
+    result = run("accuracy_vs_lora", tmp_path)
+    ratios = result["ratios"]
+    assert ratios["lora"]["points_vs_lora"] == 0.0
+    assert len(ratios) == 6 and all(0 <= r["accuracy_after"] <= 1 for r in ratios.values())
+    assert len(list((tmp_path / "runs").iterdir())) >= 6  # one recorded run per method

@@ -1,0 +1,66 @@
+"""workbench: see inside memory-efficient sparse fine-tuning (SAGE, SMT, SPSFT, LoRA, full, TokenTune).
+
+    import workbench as wb
+
+    run = wb.run(model="tiny-llama", method="lora", steps=5, r=8)   # train, record, store -> Run
+    run.tables["memory"]                                            # recorded tables as DataFrames
+    runs = wb.sweep("sweep.toml")                                    # a grid, resumable
+    runs = wb.open_runs("runs", method=["lora", "sage"])
+    fig = wb.tradeoff(wb.runs_frame(runs), "saved_activations")      # any figure of workbench.figures
+    wb.export(fig, "paper/", formats=("pdf", "png"), size="two")
+
+Names load on first use, so `import workbench` stays cheap (no torch): the API (workbench.api: run,
+sweep, open_run, open_runs, Run, run_config, figures_for, export_figures, figure_kinds), the study
+(run_study), and every public name of workbench.figures (tradeoff, saliency_heatmap, export ...).
+See docs/API.md for a worked example.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+__version__ = "0.1.0"
+
+_API = (
+    "Run",
+    "Tables",
+    "export_figures",
+    "figure_kinds",
+    "figures_for",
+    "open_run",
+    "open_runs",
+    "option_sections",
+    "run",
+    "run_config",
+    "runs_at",
+    "sweep",
+)
+_STUDY = ("run_study", "study_table", "STUDY_SIZES")
+
+
+def _figure_names() -> list[str]:
+    return list(importlib.import_module("workbench.figures").__all__)
+
+
+def __getattr__(name: str) -> Any:
+    """Load API, study and figure names on first access (PEP 562)."""
+    if name in _API or name in _STUDY:
+        module = importlib.import_module("workbench.api" if name in _API else "workbench.study")
+        value = globals()[name] = getattr(module, name)  # later lookups skip this function
+        return value
+    if name.startswith("_"):
+        raise AttributeError(name)
+    if importlib.util.find_spec(f"{__name__}.{name}") is not None:  # a submodule: wb.figures, wb.store
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _figure_names():
+        return getattr(importlib.import_module("workbench.figures"), name)
+    raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API, *_STUDY, *_figure_names()})
+
+
+__all__ = [*_API, *_STUDY]

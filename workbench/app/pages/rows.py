@@ -1,0 +1,28 @@
+"""Rows (SPSFT): importance distributions per layer and the chosen output rows."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from workbench.app.context import current
+from workbench.app.data import figure
+from workbench.app.widgets import require_run, run_table, show_figure
+
+
+def render() -> None:
+    ctx = current()
+    st.title("Rows")
+    run = require_run(ctx)
+    if run is None:
+        return
+    st.caption(f"Run {ctx.label(run['id'])} · method {run['method']}")
+    if run_table(ctx, run, "rows") is None:
+        return
+    source = [("", run["path"])]
+    show_figure(figure("row_importance", source, "rows"), "row_importance")
+    st.subheader("Chosen rows per layer")
+    show_figure(figure("row_selection", source, "rows"), "row_selection")
+
+
+if __name__ == "__main__":
+    render()

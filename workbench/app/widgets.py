@@ -1,0 +1,116 @@
+"""Building blocks shared by the pages: charts with downloads, guards and notes for missing data."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import pandas as pd
+import streamlit as st
+
+from workbench.app.context import AppContext, make_run_hint
+from workbench.app.data import load_table
+from workbench.figures import Figure
+from workbench.figures.export import MIME, to_bytes
+
+DOWNLOAD_SIZE_KEY = "download_size"
+DOWNLOAD_FORMATS = ("png", "svg", "pdf", "html", "csv")
+
+# What to say when a run lacks a table, and which runs have it.
+MISSING = {
+    "saliency": "This run recorded no saliency: SAGE/TokenTune runs do, or LoRA and other runs with "
+    "record.saliency on.",
+    "blocks": "This run recorded no block allocation: SMT runs do (record.blocks on).",
+    "rows": "This run recorded no row selection: SPSFT runs do (record.rows on).",
+    "grads": "This run recorded no gradient statistics: runs do with record.grads on "
+    "(every record.grads_every steps).",
+    "memory": "This run recorded no memory: runs do with record.memory on.",
+    "metrics": "This run recorded no metrics yet.",
+    "timing": "This run recorded no timing: runs do with record.timing on.",
+    "sweep": "No memory sweep among these runs: `workbench memory-sweep --method lora` makes one.",
+}
+
+
+def show_figure(fig: Figure, key: str, *, on_select: Callable[[], None] | None = None) -> None:
+    """A figure as an interactive chart, its note, and downloads of the figure and its data."""
+    if fig.empty:
+        st.info(fig.note or "Nothing recorded for this figure.")
+        return
+    if fig.note:
+        st.caption(fig.note)
+    extra = {"on_select": on_select, "selection_mode": "points"} if on_select else {}
+    st.plotly_chart(fig.plotly(), key=key, width="stretch", config={"displaylogo": False}, **extra)
+    downloads(fig, key)
+
+
+def downloads(fig: Figure, key: str) -> None:
+    """Download buttons: PNG / SVG / PDF (paper style, made on click), HTML (interactive), CSV (data)."""
+    size = st.session_state.get(DOWNLOAD_SIZE_KEY, "two")
+    columns = st.columns([1] * len(DOWNLOAD_FORMATS) + [6], gap="small")
+    for column, fmt in zip(columns, DOWNLOAD_FORMATS, strict=False):
+        column.download_button(
+            fmt.upper(),
+            data=functools.partial(to_bytes, fig, fmt, size=size),
+            file_name=f"{fig.kind}.{fmt}",
+            mime=MIME[fmt],
+            key=f"{key}-download-{fmt}",
+            on_click="ignore",
+            help="the figure's data" if fmt == "csv" else f"the figure as {fmt.upper()}",
+        )
+
+
+def require_runs(ctx: AppContext) -> bool:
+    """False (after saying why) when there is nothing to show: unreadable or empty runs dir."""
+    if ctx.error:
+        st.error(f"Cannot read the runs directory: {ctx.error}")
+        return False
+    if ctx.readable.empty:
+        broken = len(ctx.runs)
+        extra = f" ({broken} unreadable run directories are listed on the Runs page)" if broken else ""
+        hint = make_run_hint(ctx.runs_dir)
+        st.info(f"No runs in `{ctx.runs_dir}` yet{extra}. Make one with:\n\n```\n{hint}\n```")
+        return False
+    if ctx.visible.empty:
+        st.info("No run matches the sidebar's filters.")
+        return False
+    return True
+
+
+def require_run(ctx: AppContext) -> pd.Series | None:
+    """The picked run's row, or None (after saying why)."""
+    if not require_runs(ctx):
+        return None
+    return ctx.run
+
+
+def run_table(ctx: AppContext, run: pd.Series, table: str, *, note: bool = True) -> pd.DataFrame | None:
+    """`table` of `run`, or None after a note (the run did not record it) or a warning (unreadable)."""
+    result = load_table(run["path"], table)
+    if result.error:
+        st.warning(f"Could not read table `{table}` of run {ctx.label(run['id'])}: {result.error}")
+        return None
+    if result.empty:
+        if note:
+            st.info(MISSING.get(table, f"This run recorded no {table}."))
+        return None
+    return result.frame
+
+
+def run_sources(ctx: AppContext, run_ids: list[str], table: str) -> list[tuple[str, str]]:
+    """[(run label, run path)] of the runs that recorded `table` (warnings for unreadable ones): the
+    `runs` argument of `data.figure`."""
+    out = []
+    for run_id in run_ids:
+        run = ctx.row(run_id)
+        if run is not None and run_table(ctx, run, table, note=False) is not None:
+            out.append((ctx.label(run_id), run["path"]))
+    return out
+
+
+def compare_picker(ctx: AppContext, key: str, label: str = "Compare with") -> list[str]:
+    """The picked run plus the runs chosen here (side-by-side views)."""
+    others = [i for i in ctx.visible["id"] if i != ctx.run_id]
+    if key in st.session_state:
+        st.session_state[key] = [v for v in st.session_state[key] if v in others]
+    chosen = st.multiselect(label, others, key=key, format_func=ctx.label, placeholder="other runs")
+    return [ctx.run_id, *chosen] if ctx.run_id else chosen

@@ -1,0 +1,68 @@
+"""Training curves from the `metrics` table and time per phase from the `timing` table."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from workbench.figures.base import Figure, empty_figure
+from workbench.figures.data import downsample
+
+PHASE_ORDER = ("warmup", "importance", "forward", "backward", "optimizer", "eval")
+
+
+def _with_run(df: pd.DataFrame) -> pd.DataFrame:
+    return df if "run" in df else df.assign(run="run")
+
+
+def metric_curves(
+    metrics: pd.DataFrame, name: str = "loss", split: str | None = None, *, max_points: int | None = 400
+) -> Figure:
+    """One metric (loss, accuracy, lr ...) over steps, one line per run."""
+    title = f"{name} over steps"
+    df = _with_run(metrics)
+    df = df[df["name"] == name]
+    if split is not None:
+        df = df[df["split"] == split]
+    if df.empty:
+        return empty_figure("metric_curves", title, f"no {name} recorded")
+    data = df.groupby(["run", "step"])["value"].mean().reset_index()
+    data, thinned = downsample(data, "step", "value", ["run"], max_points=max_points)
+    params = {
+        "x": "step",
+        "y": "value",
+        "color": "run",
+        "markers": data["step"].nunique() <= 30,
+        "xlabel": "step",
+        "ylabel": name,
+        "hover": ["run", "step", "value"],
+        "legend": data["run"].nunique() > 1,
+    }
+    note = f"steps averaged into {max_points} buckets" if thinned else ""
+    return Figure("metric_curves", title, data, "lines", params, note)
+
+
+def time_phases(timing: pd.DataFrame) -> Figure:
+    """Wall time per phase (selection phases, forward, backward, optimizer, evaluation): total
+    seconds and seconds per step, grouped by run."""
+    title = "Time per phase"
+    df = _with_run(timing)
+    if df.empty:
+        return empty_figure("time_phases", title, "no timing recorded")
+    data = (
+        df.groupby(["run", "phase"])
+        .agg(seconds=("seconds", "sum"), per_step=("seconds", "mean"), count=("seconds", "size"))
+        .reset_index()
+    )
+    params = {
+        "x": "phase",
+        "x_order": PHASE_ORDER,
+        "x_categorical": True,
+        "y": "seconds",
+        "color": "run",
+        "stacked": False,
+        "xlabel": "phase",
+        "ylabel": "seconds (total)",
+        "hover": ["run", "phase", "seconds", "per_step", "count"],
+        "legend": data["run"].nunique() > 1,
+    }
+    return Figure("time_phases", title, data, "bars", params)

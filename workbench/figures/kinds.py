@@ -1,0 +1,177 @@
+"""Every figure kind by name, built straight from runs in the store (the CLI export and analyses).
+
+    from workbench.figures.kinds import FIGURES, figures_for
+    for stem, fig in figures_for("memory_blocks", [RunReader("runs/abc")]):
+        export(fig, "out", stem=stem)
+
+A kind is either per run (one figure for each run that recorded its tables) or across runs (one
+figure over all the runs given). The app builds the same figures through the same functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from workbench.figures.blocks import block_grid, block_share, warmup_grads
+from workbench.figures.curves import metric_curves, time_phases
+from workbench.figures.data import label_runs
+from workbench.figures.gradients import grad_heatmap, grad_lines
+from workbench.figures.memory import memory_blocks, memory_phases, memory_steps, memory_sweep
+from workbench.figures.rows import row_importance, row_selection
+from workbench.figures.runs import runs_frame
+from workbench.figures.saliency import position_selection, saliency_heatmap, token_budget
+from workbench.figures.tradeoff import tradeoff
+from workbench.registry import Registry
+
+
+@dataclass(frozen=True)
+class FigureKind:
+    """A figure the workbench can draw from runs: which tables it needs and how to build it."""
+
+    name: str
+    help: str
+    tables: tuple[str, ...]  # store tables read; () = manifests only
+    per_run: bool  # one figure per run (True) or one across all runs (False)
+    build: Callable[[Sequence[Any]], Any]  # runs (RunReader) -> Figure
+
+
+FIGURES: Registry[FigureKind] = Registry("figure kind")
+
+
+def run_labels(runs: Sequence[Any]) -> list[str]:
+    """A short label per run: its name, or its id where names repeat."""
+    names = [r.name for r in runs]
+    return [r.name if names.count(r.name) == 1 else r.id for r in runs]
+
+
+def labelled(runs: Sequence[Any], table: str) -> pd.DataFrame:
+    """`table` of every run stacked, with a `run` label column."""
+    return label_runs(dict(zip(run_labels(runs), (r.table(table) for r in runs), strict=True)))
+
+
+def _kind(name: str, help: str, tables: tuple[str, ...], per_run: bool) -> Callable:
+    def decorator(build: Callable[[Sequence[Any]], Any]) -> Callable:
+        FIGURES.register(name)(FigureKind(name, help, tables, per_run, build))
+        return build
+
+    return decorator
+
+
+@_kind("tradeoff", "memory (total logical) vs accuracy, Pareto frontier", (), False)
+def _tradeoff(runs: Sequence[Any]) -> Any:
+    return tradeoff(runs_frame(runs), "total_logical")
+
+
+@_kind("tradeoff_saved", "saved-activation memory vs accuracy, Pareto frontier", (), False)
+def _tradeoff_saved(runs: Sequence[Any]) -> Any:
+    return tradeoff(runs_frame(runs), "saved_activations")
+
+
+@_kind("step_time", "median step time vs accuracy, Pareto frontier", (), False)
+def _step_time(runs: Sequence[Any]) -> Any:
+    return tradeoff(runs_frame(runs), "step_time")
+
+
+@_kind("saliency_heatmap", "block x token saliency of the last step's first example", ("saliency",), True)
+def _saliency(runs: Sequence[Any]) -> Any:
+    return saliency_heatmap(runs[0].table("saliency"))
+
+
+@_kind("token_budget", "tokens kept per example (p) per block", ("saliency",), True)
+def _budget(runs: Sequence[Any]) -> Any:
+    return token_budget(runs[0].table("saliency"))
+
+
+@_kind("position_selection", "how often each relative position is chosen, per block", ("saliency",), True)
+def _positions(runs: Sequence[Any]) -> Any:
+    return position_selection(runs[0].table("saliency"))
+
+
+@_kind("block_grid", "SMT chosen blocks per layer and projection", ("blocks",), True)
+def _grid(runs: Sequence[Any]) -> Any:
+    return block_grid(runs[0].table("blocks"))
+
+
+@_kind("block_share", "SMT share of chosen blocks per layer and projection", ("blocks",), True)
+def _share(runs: Sequence[Any]) -> Any:
+    return block_share(runs[0].table("blocks"))
+
+
+@_kind("warmup_grads", "SMT warm-up median |grad| of Q, K, V per layer", ("grads",), True)
+def _warmup(runs: Sequence[Any]) -> Any:
+    run = runs[0]
+    blocks = run.table("blocks") if "blocks" in run.table_names() else None
+    return warmup_grads(run.table("grads"), blocks)
+
+
+@_kind("row_importance", "SPSFT row importance distributions per layer", ("rows",), True)
+def _importance(runs: Sequence[Any]) -> Any:
+    return row_importance(runs[0].table("rows"))
+
+
+@_kind("row_selection", "SPSFT chosen rows per layer", ("rows",), True)
+def _row_selection(runs: Sequence[Any]) -> Any:
+    return row_selection(runs[0].table("rows"))
+
+
+@_kind("grad_heatmap", "gradient norm per block over steps, runs side by side", ("grads",), False)
+def _grad_heatmap(runs: Sequence[Any]) -> Any:
+    return grad_heatmap(labelled(runs, "grads"), max_points=None)
+
+
+@_kind("grad_lines", "gradient norm per module over steps", ("grads",), False)
+def _grad_lines(runs: Sequence[Any]) -> Any:
+    return grad_lines(labelled(runs, "grads"), max_points=None)
+
+
+@_kind("memory_steps", "logical memory per step by category, runs side by side", ("memory",), False)
+def _memory_steps(runs: Sequence[Any]) -> Any:
+    return memory_steps(labelled(runs, "memory"), max_points=None)
+
+
+@_kind("memory_blocks", "saved activations per block and module", ("memory",), False)
+def _memory_blocks(runs: Sequence[Any]) -> Any:
+    return memory_blocks(labelled(runs, "memory"))
+
+
+@_kind("memory_phases", "peak memory per phase", ("memory",), False)
+def _memory_phases(runs: Sequence[Any]) -> Any:
+    return memory_phases(labelled(runs, "memory"))
+
+
+@_kind("memory_sweep", "memory vs length and batch size, OOM marked", ("sweep",), False)
+def _sweep(runs: Sequence[Any]) -> Any:
+    return memory_sweep(labelled(runs, "sweep"))
+
+
+@_kind("loss", "training loss over steps", ("metrics",), False)
+def _loss(runs: Sequence[Any]) -> Any:
+    return metric_curves(labelled(runs, "metrics"), "loss", "train", max_points=None)
+
+
+@_kind("accuracy", "evaluation accuracy over steps", ("metrics",), False)
+def _accuracy(runs: Sequence[Any]) -> Any:
+    return metric_curves(labelled(runs, "metrics"), "accuracy", "eval", max_points=None)
+
+
+@_kind("time_phases", "wall time per phase", ("timing",), False)
+def _time(runs: Sequence[Any]) -> Any:
+    return time_phases(labelled(runs, "timing"))
+
+
+def figures_for(kind: str, runs: Sequence[Any]) -> list[tuple[str, Any]]:
+    """(file stem, Figure) for `kind` over `runs` (RunReader): one per run that recorded what the kind
+    shows, or one across the runs that did. Empty when none did. Unknown kind: ConfigError."""
+    spec = FIGURES.get(kind)
+    usable = [r for r in runs if all(t in r.table_names() for t in spec.tables)]
+    if not usable:
+        return []
+    if spec.per_run:
+        built = [(f"{kind}-{run.id}", spec.build([run])) for run in usable]
+    else:
+        built = [(kind, spec.build(usable))]
+    return [(stem, fig) for stem, fig in built if not fig.empty]

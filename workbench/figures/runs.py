@@ -1,0 +1,141 @@
+"""One row per run from manifests only (fast for many runs): the Runs table and the trade-off data.
+
+frame = runs_frame(list_runs("runs"))     # RunEntry list (broken runs kept, with their error)
+frame = runs_frame([RunReader(p), ...])   # or readers
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+# memory source -> (label, summary.memory_peak_bytes keys tried in order)
+MEMORY_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "saved_activations": ("saved activations", ("saved_activations",)),
+    "total_logical": ("total logical", ("total_logical",)),
+    "allocator": ("GPU allocator peak", ("allocator_max_allocated",)),
+    "device": ("device (NVML on GPU, peak RSS on CPU)", ("nvml_used", "process_rss_peak")),
+}
+
+# Options worth a column per method; other options still show in `options` (hover, details).
+KEY_OPTIONS: dict[str, tuple[str, ...]] = {
+    "lora": ("r", "targets"),
+    "full": (),
+    "sage": ("metric", "tau", "n_min", "align_layers"),
+    "tokentune": ("fraction", "count"),
+    "smt": ("budget", "targets", "selection"),
+    "spsft": ("rank", "ratio", "importance"),
+}
+
+COLUMNS = [
+    "id",
+    "name",
+    "method",
+    "key_options",
+    "model",
+    "task",
+    "status",
+    "accuracy",
+    "accuracy_before",
+    "saved_activations_bytes",
+    "total_logical_bytes",
+    "allocator_bytes",
+    "device_bytes",
+    "step_seconds",
+    "trainable_parameters",
+    "created",
+    "options",
+    "steps",
+    "kind",
+    "path",
+    "error",
+]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return None if isinstance(value, float) and math.isnan(value) else float(value)
+
+
+def memory_bytes(summary: dict[str, Any], source: str) -> float | None:
+    """The peak bytes of one memory source from a run summary (None when the run did not measure it)."""
+    peaks = summary.get("memory_peak_bytes") or {}
+    if not isinstance(peaks, dict):
+        return None
+    for key in MEMORY_SOURCES[source][1]:
+        value = _number(peaks.get(key))
+        if value is not None:
+            return value
+    return None
+
+
+def format_options(options: Any, keys: Sequence[str] | None = None) -> str:
+    """ "r=16, targets=all" from a method's options dict (only `keys` when given, in that order)."""
+    if not isinstance(options, dict):
+        return ""
+    if keys is not None:  # key options: the ones set (None means "not used", e.g. TokenTune's count)
+        items = [(k, options[k]) for k in keys if options.get(k) is not None]
+    else:
+        items = list(options.items())
+    return ", ".join(f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in items)
+
+
+def _task_name(task: Any) -> Any:
+    """A local task file reads as its file name (the full path is in the run's config)."""
+    return task.replace("\\", "/").rsplit("/", 1)[-1] if isinstance(task, str) and "/" in task else task
+
+
+def run_record(run: Any) -> dict[str, Any]:
+    """The row of one readable run (a RunReader or anything with its manifest properties)."""
+    config, summary = run.config or {}, run.summary or {}
+    method = config.get("method")
+    options = config.get("method_options") or {}
+    keys = KEY_OPTIONS.get(method)
+    if keys is None:  # a method the table does not know: its first few options
+        keys = tuple(options)[:3] if isinstance(options, dict) else ()
+    train = config.get("train") or {}
+    record = {
+        "id": run.id,
+        "name": run.name,
+        "method": method,
+        "key_options": format_options(options, keys),
+        "model": config.get("model"),
+        "task": _task_name(config.get("task")),
+        "status": run.status,
+        "accuracy": _number(summary.get("accuracy_after")),
+        "accuracy_before": _number(summary.get("accuracy_before")),
+        "step_seconds": _number(summary.get("median_step_seconds")),
+        "trainable_parameters": _number(summary.get("trainable_parameters")),
+        "created": run.created,
+        "options": format_options(options),
+        "steps": train.get("steps") if isinstance(train, dict) else None,
+        "kind": config.get("kind") or "train",  # "memory-sweep" for sweep runs (no accuracy)
+        "path": str(run.path),
+        "error": run.status_message if run.status in ("failed", "interrupted") else None,
+    }
+    for source in MEMORY_SOURCES:
+        record[f"{source}_bytes"] = memory_bytes(summary, source)
+    return record
+
+
+def runs_frame(runs: Sequence[Any]) -> pd.DataFrame:
+    """One row per run (COLUMNS). `runs` holds RunEntry (broken ones get status "corrupt" and their
+    error) or RunReader objects."""
+    records = []
+    for item in runs:
+        reader = getattr(item, "reader", item)
+        if reader is None:  # a RunEntry that could not be read
+            records.append({"id": item.id, "status": "corrupt", "path": str(item.path), "error": item.error})
+            continue
+        records.append(run_record(reader))
+    frame = pd.DataFrame.from_records(records, columns=COLUMNS)
+    for column in ("accuracy", "accuracy_before", "step_seconds", "trainable_parameters", "steps"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    for source in MEMORY_SOURCES:
+        frame[f"{source}_bytes"] = pd.to_numeric(frame[f"{source}_bytes"], errors="coerce")
+    return frame

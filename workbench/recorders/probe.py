@@ -1,0 +1,86 @@
+"""Fixed probe examples, and a side-effect-free forward for recorders that look at them (saliency).
+
+The probe is the first n examples of the task's seeded train split, encoded as in training (prompt +
+gold answer, the run's max length): the same examples at every recorded step, so what changes between
+recorded steps comes from training alone.
+
+A probe forward must leave training exactly as it was (tests compare gradients bit for bit): it runs
+under no_grad, with dropout off (so drift between steps is not dropout noise), and restores every
+random stream it might touch: the global CPU / CUDA generators and any torch.Generator the method
+owns (TokenTune's random selection draws from one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from workbench.data import Batch, collate, encode_example, pad_token_id
+from workbench.recorders.base import RecordingSession
+
+GENERATOR_SEARCH_DEPTH = 4  # method -> sparse blocks -> selector -> generator, with one level to spare
+
+
+@dataclass
+class Probe:
+    """The probe batch on the run's device and the text of each of its tokens."""
+
+    batch: Batch  # (B, n) padded on the right, example_ids 0..B-1
+    tokens: list[list[str]]  # per example, the text of each real token, in position order
+
+
+def build_probe(session: RecordingSession, n: int) -> Probe:
+    """The first `n` training examples of the session's task as a batch (fewer if the task is smaller)."""
+    if session.task is None or session.tokenizer is None:
+        raise ValueError("the probe needs the session's task and tokenizer")
+    tokenizer = session.tokenizer
+    examples = session.task.train[:n]
+    encoded = [encode_example(tokenizer, e, session.max_length) for e in examples]
+    batch = collate(encoded, pad_token_id(tokenizer)).to(session.device)
+    tokens = [[tokenizer.decode([i]) for i in ids] for ids, _ in encoded]
+    return Probe(batch, tokens)
+
+
+def _owned_generators(root: object) -> list[torch.Generator]:
+    """torch.Generator objects reachable from `root` through attributes of workbench objects.
+
+    Only objects defined in workbench are searched (not modules, tensors or containers), a few levels
+    deep: enough to find a selector's generator without knowing where a method keeps it.
+    """
+    found: list[torch.Generator] = []
+    seen: set[int] = set()
+    stack = [(root, 0)]
+    while stack:
+        obj, depth = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.Generator):
+            found.append(obj)
+            continue
+        ours = type(obj).__module__.startswith("workbench")
+        if depth >= GENERATOR_SEARCH_DEPTH or not ours or isinstance(obj, (nn.Module, torch.Tensor)):
+            continue
+        stack.extend((value, depth + 1) for value in getattr(obj, "__dict__", {}).values())
+    return found
+
+
+@contextlib.contextmanager
+def probe_forward(model: nn.Module, method: object, device: torch.device) -> Iterator[None]:
+    """Run forwards inside without any effect on training: no_grad, dropout off, RNG streams restored."""
+    training = {module: module.training for module in model.modules()}
+    generators = [(g, g.get_state()) for g in _owned_generators(method)]
+    devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            model.eval()
+            yield
+    finally:
+        for module, mode in training.items():
+            module.training = mode
+        for generator, state in generators:
+            generator.set_state(state)

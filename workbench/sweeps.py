@@ -1,0 +1,499 @@
+"""Sweeps: a grid of runs over methods x options x seeds, resumable, with one progress bar.
+
+A grid is a small TOML file (or the same layout as a dict). `workbench sweep --config sweep.toml` and
+`workbench.sweep(grid)` run it:
+
+    # workbench sweep --config rank.toml
+    name = "rank"                 # run names: "<name>-<label> <axis>=<value> ..."
+    model = "smollm2-135m"        # top-level run keys: model, task, runs_dir
+    task = "polarity"
+    seeds = [0, 1]                # train.seed of each point (optional; default: the [train] seed)
+
+    [train]                       # settings of every point; a list is a grid axis
+    steps = 40
+    lr = [1e-4, 3e-4]
+
+    [record]                      # what every point records (workbench.config.RecordConfig)
+    saliency_every = 5
+
+    [methods.lora]                # one table per method: its options; a list is an axis of this method
+    r = [8, 16]
+    [methods.full.train]          # train (or record) settings for this method only
+    lr = 2e-5
+    [methods.sage-random]         # a second variant of one method: `method` names it
+    method = "sage"
+    metric = "random"
+
+`methods = ["lora", "full"]` (a list) runs methods with their default options. A list value is always an
+axis; to give a list-valued option one value, wrap it: `[[1, 2]]`. Points are the product of every axis
+of a method, for each seed, in file order.
+
+Resuming: every point's resolved config (without its name and runs dir) hashes to a `run_key`. A point
+whose key matches a *completed* run in the runs dir is skipped and that run reused (also a run made by
+another sweep or by hand with the same settings); an interrupted or failed run is run again (the old
+directory stays, marked so). Settings changed since -> a different key -> a new run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workbench.config import RunConfig, _read_toml
+from workbench.errors import ConfigError, WorkbenchError
+from workbench.recorders.base import RecorderBase, StepInfo
+
+if TYPE_CHECKING:
+    from tqdm import tqdm as Tqdm
+
+    from workbench.store import RunReader
+
+SWEEP_KEYS = ("name", "model", "task", "runs_dir", "seeds", "train", "record", "methods")
+SECTIONS = ("train", "record")
+# keys of RunConfig.to_dict() that do not change what a run computes: they stay out of its run key
+UNKEYED = ("name", "runs_dir")
+
+
+# ---- the grid ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One `[methods.<label>]` table: a method, its options and its own train / record settings."""
+
+    label: str
+    method: str
+    options: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A parsed sweep file: shared settings, the method entries and the seeds."""
+
+    name: str
+    methods: tuple[MethodEntry, ...]
+    top: dict[str, Any] = field(default_factory=dict)  # model, task
+    train: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
+    seeds: tuple[int, ...] | None = None
+    runs_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run of a sweep: its name, its config (RunConfig.from_dict layout) and what varies in it."""
+
+    label: str  # the method entry's label
+    name: str
+    data: dict[str, Any]
+    axes: dict[str, Any]  # dotted key -> value of this point's grid axes, e.g. {"method.r": 8}
+
+    def config(self, runs_dir: str | os.PathLike[str] | None = None) -> RunConfig:
+        """The validated RunConfig of this point (in `runs_dir` when given)."""
+        data = copy.deepcopy(self.data)
+        if runs_dir is not None:
+            data["runs_dir"] = str(runs_dir)
+        return RunConfig.from_dict(data)
+
+    @property
+    def key(self) -> str:
+        return run_key(self.config().to_dict())
+
+
+def parse_grid(data: dict[str, Any], *, where: str = "sweep") -> Grid:
+    """Check a sweep dict (TOML layout above) and return its Grid; every mistake is one ConfigError."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a table of settings, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(SWEEP_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(unknown)} in {where}; accepted: {', '.join(SWEEP_KEYS)} "
+            "(method options go in [methods.<method>] tables)"
+        )
+    name = data.get("name", "sweep")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{where}: name must be a non-empty string, got {name!r}")
+    methods = _parse_methods(data.get("methods"), where)
+    seeds = data.get("seeds")
+    if seeds is not None:
+        seeds = seeds if isinstance(seeds, list) else [seeds]
+        if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            raise ConfigError(f"{where}: seeds must be a list of integers, got {data['seeds']!r}")
+        seeds = tuple(seeds)
+    sections = {s: _section(data.get(s), f"[{s}]", where) for s in SECTIONS}
+    grid = Grid(
+        name=name.strip(),
+        methods=methods,
+        top={k: data[k] for k in ("model", "task") if k in data},
+        train=sections["train"],
+        record=sections["record"],
+        seeds=seeds,
+        runs_dir=data.get("runs_dir"),
+    )
+    expand(grid)  # validate every point now, before anything runs
+    return grid
+
+
+def load_grid(path: str | os.PathLike[str]) -> Grid:
+    """Read and check a sweep TOML file."""
+    return parse_grid(_read_toml(Path(path)), where=str(path))
+
+
+def _section(value: Any, what: str, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {what} must be a table of key = value, got {value!r}")
+    return dict(value)
+
+
+def _parse_methods(value: Any, where: str) -> tuple[MethodEntry, ...]:
+    if value is None:
+        raise ConfigError(f'{where} names no methods: add methods = ["lora", ...] or [methods.<name>] tables')
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        if not value or not all(isinstance(m, str) for m in value):
+            raise ConfigError(f"{where}: methods must be a list of method names, got {value!r}")
+        return tuple(MethodEntry(m, m) for m in value)
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f"{where}: methods must be a list of names or [methods.<name>] tables")
+    entries = []
+    for label, table in value.items():
+        table = _section(table, f"[methods.{label}]", where)
+        method = table.pop("method", label)
+        if not isinstance(method, str):
+            raise ConfigError(f"{where}: [methods.{label}] method must be a name, got {method!r}")
+        train = _section(table.pop("train", None), f"[methods.{label}.train]", where)
+        record = _section(table.pop("record", None), f"[methods.{label}.record]", where)
+        entries.append(MethodEntry(label, method, table, train, record))
+    return tuple(entries)
+
+
+def _axes(prefix: str, values: dict[str, Any]) -> list[tuple[str, list[Any]]]:
+    """(dotted key, values) of one section, a scalar being an axis of one value."""
+    return [(f"{prefix}.{k}", v if isinstance(v, list) else [v]) for k, v in values.items()]
+
+
+def expand(grid: Grid) -> list[Point]:
+    """Every point of the grid in order (methods in file order, then axes, then seeds), each validated."""
+    points: list[Point] = []
+    for entry in grid.methods:
+        axes = (
+            _axes("train", {**grid.train, **entry.train})
+            + _axes("record", {**grid.record, **entry.record})
+            + _axes("method", entry.options)
+        )
+        if grid.seeds is not None:
+            axes = [(k, v) for k, v in axes if k != "train.seed"] + [("train.seed", list(grid.seeds))]
+        varying = [k for k, values in axes if len(values) > 1]
+        for combo in itertools.product(*(values for _, values in axes)):
+            chosen = dict(zip((k for k, _ in axes), combo, strict=True))
+            shown = {k: chosen[k] for k in varying}
+            data: dict[str, Any] = {
+                **grid.top,
+                "method": entry.method,
+                "name": point_name(grid.name, entry.label, shown),
+            }
+            for key, value in chosen.items():
+                section, option = key.split(".", 1)
+                data.setdefault("method_options" if section == "method" else section, {})[option] = value
+            point = Point(entry.label, data["name"], data, shown)
+            try:
+                point.config()
+            except ConfigError as err:
+                raise ConfigError(f"sweep {grid.name!r}, point {point.name!r}: {err}") from None
+            points.append(point)
+    return points
+
+
+def point_name(sweep: str, label: str, axes: dict[str, Any]) -> str:
+    """ "<sweep>-<label> r=8 seed=1": the varying values in the name, without their section."""
+    parts = [f"{sweep}-{label}"] + [f"{k.split('.', 1)[1]}={_short(v)}" for k, v in axes.items()]
+    return " ".join(parts)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+# ---- run keys and finished runs -----------------------------------------------------------------------
+
+
+def run_key(config: dict[str, Any]) -> str:
+    """A short hash of a run's resolved config (RunConfig.to_dict or a manifest's config), without
+    the keys that do not change what it computes (name, runs dir): equal settings, equal key."""
+    kept = {k: v for k, v in config.items() if k not in UNKEYED}
+    text = json.dumps(kept, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def finished_runs(runs_dir: str | os.PathLike[str]) -> dict[str, RunReader]:
+    """run key -> the newest completed run with that key in `runs_dir` (broken runs are ignored)."""
+    from workbench.store import list_runs
+
+    found: dict[str, RunReader] = {}
+    for entry in list_runs(runs_dir):  # oldest first: a newer run of the same key wins
+        if entry.reader is not None and entry.reader.status == "completed":
+            found[run_key(entry.reader.config)] = entry.reader
+    return found
+
+
+# ---- running --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What happened to one point: "reused" (a completed run existed), "ran", or "failed"."""
+
+    point: Point
+    action: str
+    run: RunReader | None = None
+    error: str | None = None
+
+
+@dataclass
+class SweepResult:
+    """Every point's outcome, in grid order."""
+
+    outcomes: list[Outcome]
+
+    @property
+    def runs(self) -> list[RunReader]:
+        """The runs of the points that have one (reused, ran, or failed after their run started)."""
+        return [o.run for o in self.outcomes if o.run is not None]
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.action == "failed"]
+
+
+def work_units(config: RunConfig) -> int:
+    """The progress-bar size of one run: its training batches plus its evaluation batches."""
+    t = config.train
+    if not t.eval_examples:
+        return t.steps * t.grad_accum
+    evals = 2 + ((t.steps - 1) // t.eval_every if t.eval_every else 0)  # before, every k steps, after
+    return t.steps * t.grad_accum + evals * math.ceil(t.eval_examples / t.eval_batch_size)
+
+
+class SweepProgress(RecorderBase):
+    """Moves the sweep's one progress bar: training batches at each step end, evaluation batches at
+    the end of each evaluation. Observes only (writes nothing to the store)."""
+
+    name = "progress"
+
+    def __init__(self, bar: Tqdm, label: str, config: RunConfig) -> None:
+        super().__init__()
+        self.bar, self.label, self.config = bar, label, config
+        self.done = 0
+
+    def _advance(self, units: int) -> None:
+        self.bar.update(units)
+        self.done += units
+
+    def on_phase_start(self, name: str, step: int) -> None:
+        self.bar.set_postfix_str(f"{self.label}: {name}", refresh=False)
+
+    def on_phase_end(self, name: str, step: int, seconds: float) -> None:
+        t = self.config.train
+        if name == "eval" and t.eval_examples:
+            self._advance(math.ceil(t.eval_examples / t.eval_batch_size))
+        self.bar.set_postfix_str(f"{self.label}: train", refresh=False)
+
+    def on_step_end(self, info: StepInfo) -> None:
+        self._advance(self.config.train.grad_accum)
+        self.bar.set_postfix_str(f"{self.label}: step {info.step} loss {info.loss:.3f}", refresh=False)
+
+
+def run_points(
+    points: Sequence[Point],
+    runs_dir: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    rerun: bool = False,
+) -> SweepResult:
+    """Run every point not already completed in `runs_dir` (all of them when `rerun`), one after the
+    other, under one progress bar. A run that fails is recorded and the sweep goes on; Ctrl-C stops it
+    (the run in progress reads "interrupted" and runs again next time)."""
+    from tqdm.auto import tqdm
+
+    from workbench.recorders import default_recorders
+    from workbench.store import RunReader
+    from workbench.train import train
+
+    finished = {} if rerun else finished_runs(runs_dir)
+    configs = [p.config(runs_dir) for p in points]
+    keys = [run_key(c.to_dict()) for c in configs]
+    outcomes: list[Outcome | None] = [None] * len(points)
+    todo = []
+    for i, key in enumerate(keys):
+        if key in finished:
+            outcomes[i] = Outcome(points[i], "reused", finished[key])
+        elif key in keys[:i]:  # the same settings twice in one grid: one run
+            outcomes[i] = Outcome(points[i], "duplicate")
+        else:
+            todo.append(i)
+    total = sum(work_units(configs[i]) for i in todo)
+    reused = len(points) - len(todo)
+    desc = f"{len(todo)} runs" + (f" ({reused} reused)" if reused else "")
+    quiet = _no_loading_bars() if progress and todo else contextlib.nullcontext()
+    with quiet, tqdm(total=total, desc=desc, unit="batch", disable=not progress or not todo) as bar:
+        for n, i in enumerate(todo, 1):
+            point, config = points[i], configs[i]
+            tracker = SweepProgress(bar, f"{n}/{len(todo)} {point.name}", config)
+            bar.set_postfix_str(f"{tracker.label}: loading", refresh=True)
+            before = _run_ids(runs_dir)
+            try:
+                result = train(config, progress=False, recorders=[*default_recorders(config.record), tracker])
+                outcomes[i] = Outcome(point, "ran", RunReader(result.run_dir))
+            except (KeyboardInterrupt, ConfigError):
+                raise  # Ctrl-C stops the sweep; a bad setting (unknown model ...) would fail every point
+            except Exception as err:  # a run that failed: keep going, report it at the end
+                run = _new_run(runs_dir, before, keys[i])
+                if run is None and not isinstance(err, WorkbenchError):
+                    raise  # failed before its run existed and not a user-facing error: a bug
+                outcomes[i] = Outcome(point, "failed", run, f"{type(err).__name__}: {err}")
+            bar.update(work_units(config) - tracker.done)
+    for i, outcome in enumerate(outcomes):  # duplicates share the outcome of their first point
+        if outcome is not None and outcome.action == "duplicate":
+            first = outcomes[keys.index(keys[i])]
+            outcomes[i] = dataclasses.replace(first, point=points[i]) if first else outcome
+    return SweepResult([o for o in outcomes if o is not None])
+
+
+@contextlib.contextmanager
+def _no_loading_bars() -> Iterator[None]:
+    """Hide transformers' own bars (weights loading) while the sweep's one bar runs."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+def run_grid(
+    grid: Grid | dict[str, Any] | str | os.PathLike[str],
+    runs_dir: str | os.PathLike[str] | None = None,
+    *,
+    progress: bool = True,
+    rerun: bool = False,
+) -> SweepResult:
+    """Expand `grid` (a Grid, a dict in the sweep layout, or a TOML path) and run it in `runs_dir`
+    (default: the grid's runs_dir, else "runs")."""
+    if isinstance(grid, (str, os.PathLike)):
+        grid = load_grid(grid)
+    elif isinstance(grid, dict):
+        grid = parse_grid(grid)
+    return run_points(expand(grid), runs_dir or grid.runs_dir or "runs", progress=progress, rerun=rerun)
+
+
+def _run_ids(runs_dir: str | os.PathLike[str]) -> set[str]:
+    path = Path(runs_dir)
+    return {p.name for p in path.iterdir()} if path.is_dir() else set()
+
+
+def _new_run(runs_dir: str | os.PathLike[str], before: set[str], key: str) -> RunReader | None:
+    """The run a failed point left behind: a directory made since `before` with the point's key."""
+    from workbench.errors import StoreError
+    from workbench.store import RunReader
+
+    for run_id in sorted(_run_ids(runs_dir) - before):
+        try:
+            reader = RunReader(Path(runs_dir) / run_id)
+        except StoreError:
+            continue
+        if run_key(reader.config) == key:
+            return reader
+    return None
+
+
+# ---- the summary table --------------------------------------------------------------------------------
+
+
+def summary_rows(result: SweepResult) -> list[dict[str, Any]]:
+    """One dict per point: name, method, what happened, status and the run's key numbers."""
+    from workbench.figures.runs import run_record
+
+    rows = []
+    for o in result.outcomes:
+        record = run_record(o.run) if o.run is not None else {}
+        rows.append(
+            {
+                "point": o.point.name,
+                "method": o.point.data["method"],
+                "done": o.action,
+                "status": record.get("status", "-"),
+                "accuracy_before": record.get("accuracy_before"),
+                "accuracy": record.get("accuracy"),
+                "saved_activations_bytes": record.get("saved_activations_bytes"),
+                "total_logical_bytes": record.get("total_logical_bytes"),
+                "step_seconds": record.get("step_seconds"),
+                "trainable_parameters": record.get("trainable_parameters"),
+                "run": o.run.id if o.run is not None else "-",
+                "error": o.error,
+            }
+        )
+    return rows
+
+
+def format_summary(result: SweepResult) -> str:
+    """The table printed at the end of a sweep (accuracy, memory in MiB, step time, trainable params)."""
+    from workbench.report import mib
+
+    def pct(v: Any) -> str:
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+    rows = summary_rows(result)
+    width = max([len("point")] + [len(r["point"]) for r in rows])
+    head = (
+        f"{'point':<{width}}  {'method':<9} {'done':<7} {'status':<11} {'acc0%':>6} {'acc%':>6} "
+        f"{'saved act.':>12} {'total logical':>14} {'step s':>7} {'trainable':>12}  run"
+    )
+    lines = [head]
+    for r in rows:
+        step = "-" if r["step_seconds"] is None else f"{r['step_seconds']:.3f}"
+        trainable = "-" if r["trainable_parameters"] is None else f"{int(r['trainable_parameters']):,}"
+        lines.append(
+            f"{r['point']:<{width}}  {r['method']:<9} {r['done']:<7} {r['status']:<11} "
+            f"{pct(r['accuracy_before']):>6} {pct(r['accuracy']):>6} {mib(r['saved_activations_bytes']):>12} "
+            f"{mib(r['total_logical_bytes']):>14} {step:>7} {trainable:>12}  {r['run']}"
+        )
+    for r in rows:
+        if r["error"]:
+            lines.append(f"failed: {r['point']}: {r['error']}")
+    counts = {a: sum(o.action == a for o in result.outcomes) for a in ("ran", "reused", "failed")}
+    lines.append(", ".join(f"{n} {a}" for a, n in counts.items()))
+    return "\n".join(lines)
+
+
+def grid_from_points(name: str, entries: Iterable[MethodEntry], **shared: Any) -> Grid:
+    """A Grid built in code (analyses): `shared` holds model, task, train, record, seeds, runs_dir."""
+    train = dict(shared.pop("train", {}) or {})
+    record = dict(shared.pop("record", {}) or {})
+    seeds = shared.pop("seeds", None)
+    runs_dir = shared.pop("runs_dir", None)
+    unknown = set(shared) - {"model", "task"}
+    if unknown:
+        raise ConfigError(f"unknown grid setting(s) {', '.join(sorted(unknown))}; accepted: model, task")
+    grid = Grid(name, tuple(entries), shared, train, record, tuple(seeds) if seeds else None, runs_dir)
+    expand(grid)
+    return grid
