@@ -22,6 +22,7 @@ import pandas as pd
 from common import Analysis, entry, make_runs, mib, run_script, write_figure, write_table
 
 from workbench.figures import figures_for
+from workbench.figures.runs import run_record
 
 CATEGORIES = ("params_trainable", "gradients", "optimizer_state", "saved_activations")
 
@@ -42,7 +43,7 @@ def run(a: Analysis) -> list[Path]:
         rows.append(
             {
                 "setting": point.label,
-                "options": ", ".join(f"{k}={v}" for k, v in point.data.get("method_options", {}).items()),
+                "options": run_record(run)["key_options"],
                 "params_M": trainable / 1e6 if trainable else None,
                 "params_percent": 100 * trainable / run.summary["total_parameters"] if trainable else None,
                 "mem_TTL_MiB": mib(total),

@@ -7,11 +7,12 @@
     runs = wb.sweep("sweep.toml")                                    # a grid, resumable
     runs = wb.open_runs("runs", method=["lora", "sage"])
     fig = wb.tradeoff(wb.runs_frame(runs), "saved_activations")      # any figure of workbench.figures
-    wb.export(fig, "paper/", formats=("pdf", "png"), size="two")
+    wb.export_figure(fig, "paper/", formats=("pdf", "png"), size="two")
 
 Names load on first use, so `import workbench` stays cheap (no torch): the API (workbench.api: run,
 sweep, open_run, open_runs, Run, run_config, figures_for, export_figures, figure_kinds), the study
-(run_study), and every public name of workbench.figures (tradeoff, saliency_heatmap, export ...).
+(run_study), and every public name of workbench.figures (tradeoff, saliency_heatmap, runs_frame ...)
+except `export`, which names the weights-export module (`wb.export_figure` writes a figure).
 See docs/API.md for a worked example.
 """
 
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 _API = (
     "Run",
     "Tables",
+    "export_figure",
     "export_figures",
     "figure_kinds",
     "figures_for",

@@ -7,7 +7,7 @@
     runs = wb.sweep({"name": "rank", "methods": {"lora": {"r": [4, 8]}}, "train": {"steps": 5}})
     runs = wb.open_runs("runs", method="lora")                       # every readable run, filtered
     fig = wb.tradeoff(wb.runs_frame(runs), "saved_activations")      # figures from workbench.figures
-    wb.export(fig, "paper/", formats=("pdf", "png"), size="two")
+    wb.export_figure(fig, "paper/", formats=("pdf", "png"), size="two")
 
 Keyword options of `run` are routed by name (`option_sections` lists them):
 
@@ -315,6 +315,21 @@ def export_figures(
     for stem, fig in figures_for(kind, runs):
         paths += export(fig, out, stem=stem, formats=formats, size=size)
     return paths
+
+
+def export_figure(
+    fig: Figure,
+    out_dir: str | os.PathLike[str],
+    *,
+    stem: str | None = None,
+    formats: Sequence[str] = ("pdf", "svg", "png", "html"),
+    size: str = "one",
+) -> list[Path]:
+    """Write one Figure as `<out_dir>/<stem>.<fmt>` (workbench.figures.export; `wb.export` is the
+    module that exports a run's trained weights)."""
+    from workbench.figures import export
+
+    return export(fig, out_dir, stem=stem, formats=formats, size=size)
 
 
 def figure_kinds() -> dict[str, str]:

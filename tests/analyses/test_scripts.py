@@ -46,6 +46,8 @@ def check_table3(out: Path) -> None:
 def check_table4(out: Path) -> None:
     table = pd.read_csv(out / "saliency_metrics.csv")
     assert list(table["metric"]) == ["attention", "random", "norm", "attention_norm"]
+    kept = table["tokens_kept_share"]
+    assert kept.max() - kept.min() < 1e-9  # one token budget for every metric: memory matched
 
 
 def check_table7(out: Path) -> None:

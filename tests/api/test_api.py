@@ -84,7 +84,8 @@ def test_import_is_cheap_and_names_resolve():
     code = (
         "import sys, workbench as wb; assert 'torch' not in sys.modules; "
         "import workbench.sweeps, workbench.figures as wf; "
-        "assert callable(wb.sweep) and wb.tradeoff is wf.tradeoff and wb.figures is wf; print('ok')"
+        "assert callable(wb.sweep) and wb.tradeoff is wf.tradeoff and wb.figures is wf; "
+        "import workbench.export; assert callable(wb.export_figure); print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
