@@ -120,7 +120,7 @@ def _make_app(runs_dir: Path | str, page: str | None = None, run: str | None = N
     """An AppTest of app.py on `runs_dir`, run once, then switched to `page` with `run` picked."""
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.session_state["runs_dir"] = str(runs_dir)
     if run is not None:
         at.session_state["run"] = run
