@@ -1,23 +1,27 @@
 """Accuracy of every method vs LoRA after the same short training run (issues 3, 4 and 5).
 
-    python benchmarks/accuracy_vs_lora.py                  # smollm2-135m on polarity, all methods
-    python benchmarks/accuracy_vs_lora.py --methods lora sage --steps 100
+    python benchmarks/accuracy_vs_lora.py                  # smollm2-135m, polarity: lora sage smt spsft
+    python benchmarks/accuracy_vs_lora.py --methods lora sage sage-align tokentune smt spsft spsft-lr
+    python benchmarks/accuracy_vs_lora.py --methods lora sage --steps 100 --threads 1
     python benchmarks/accuracy_vs_lora.py --smoke          # tiny-llama, seconds: checks the script works
 
 Each method trains through the real loop (`workbench.train.train`) with the same steps, batch size,
 max length, seed (so the same training batches in the same order), warm-up/decay schedule and the same
 held-out eval examples, scored by answer log-likelihood before and after training. Learning rates are
 each method's default (LoRA, SAGE, TokenTune 2e-4; SMT 1e-4; SPSFT 2e-5, the papers' values) unless
---lr sets one for all. Method settings are those of the memory benchmarks: LoRA r 16 / alpha 32 /
-dropout 0 on all linears (also under SAGE and TokenTune); SAGE tau 0.9, n_min 8, align 0 and half the
-blocks; TokenTune 30%; SMT on q/k/v with LoRA's parameter count and a 10-step warm-up (its warm-up
-batches are training batches too: SMT sees `warmup` more batches); SPSFT rank 32, l2 importance.
-Runs are recorded (lightly) in benchmarks/results/runs, the table in benchmarks/results/accuracy_vs_lora.json.
-Target (issue 3): SAGE within 2 accuracy points of LoRA.
+--lr sets one for all; `spsft-lr` is SPSFT at LoRA's 2e-4 (a short run at 2e-5 barely moves SPSFT, so
+the pair separates the method from its learning rate). Method settings are those of the memory
+benchmarks: LoRA r 16 / alpha 32 / dropout 0 on all linears (also under SAGE and TokenTune); SAGE tau
+0.9, n_min 8, align 0 or half the blocks; TokenTune 30%; SMT on q/k/v with LoRA's parameter count and a
+10-step warm-up (its warm-up batches are training batches too: SMT sees 10 more batches); SPSFT rank
+32, l2 importance. `run s` in the table is each run's wall time, `run cpu s` its process CPU time
+(steady on a shared machine). Runs are recorded (lightly) in benchmarks/results/runs, the table in
+benchmarks/results/accuracy_vs_lora.json. Target (issue 3): SAGE within 2 accuracy points of LoRA.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -42,7 +46,9 @@ from workbench.methods.lora import LoraOptions, apply_lora  # noqa: E402
 from workbench.models import load_model  # noqa: E402
 from workbench.train import train  # noqa: E402
 
-METHODS = ("lora", "sage", "sage-align", "tokentune", "smt", "spsft")
+METHODS = ("lora", "sage", "sage-align", "tokentune", "smt", "spsft", "spsft-lr")
+DEFAULT_METHODS = ("lora", "sage", "smt", "spsft")  # one per issue (3, 4, 5) and the baseline
+LR_OF = {"spsft-lr": 2e-4}  # keys trained at another lr than their method's default (unless --lr)
 COLUMNS: list[Column] = [
     ("method", "label", ""),
     ("lr", "lr", ".0e"),
@@ -53,6 +59,7 @@ COLUMNS: list[Column] = [
     ("final loss", "final_loss", ".3f"),
     ("step s", "median_step_seconds", ".2f"),
     ("run s", "run_seconds", ".0f"),
+    ("run cpu s", "run_cpu_seconds", ".0f"),
 ]
 
 
@@ -70,6 +77,7 @@ def method_spec(key: str, num_blocks: int, smt_budget: int, warmup_steps: int) -
             f"smt {smt_budget} blocks", "smt", {"budget_blocks": smt_budget, "warmup_steps": warmup_steps}
         ),
         "spsft": MethodSpec("spsft r32", "spsft", {"rank": 32, "importance": "l2"}),
+        "spsft-lr": MethodSpec("spsft r32 lr 2e-4", "spsft", {"rank": 32, "importance": "l2"}),
     }
     return specs[key]
 
@@ -97,17 +105,18 @@ def run_methods(
     rows: list[dict[str, Any]] = []
     for key in methods:
         spec = method_spec(key, num_blocks, smt_budget, warmup_steps)
+        lr = train_config.lr if train_config.lr is not None else LR_OF.get(key)
         config = RunConfig(
             model=settings.model,
             task=settings.task,
             method=spec.method,
             name=f"bench-{spec.label.replace(' ', '-')}",
             runs_dir=str(runs_dir),
-            train=train_config,
+            train=dataclasses.replace(train_config, lr=lr),
             record=record,
             method_options=dict(spec.options),
         )
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         result = train(config, progress=False)
         summary = result.summary
         rows.append(
@@ -123,6 +132,7 @@ def run_methods(
                 "final_loss": summary["final_loss"],
                 "median_step_seconds": summary["median_step_seconds"],
                 "run_seconds": time.perf_counter() - start,
+                "run_cpu_seconds": time.process_time() - start_cpu,
             }
         )
         print(
@@ -135,8 +145,8 @@ def run_methods(
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Train every method; returns {"ratios": {label: {"accuracy_after", "points_vs_lora"}}, "rows": ...}."""
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per method (default 60)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS))
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps per method (default 40)")
     parser.add_argument("--max-length", type=int, default=None, help="tokens per example (default 128)")
     parser.add_argument("--eval-examples", type=int, default=None, help="held-out examples (default 200)")
     parser.add_argument("--lr", type=float, default=None, help="one learning rate for all (default: each's)")
@@ -144,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     settings = settings_from_args(args)
     smoke = settings.smoke
-    steps = args.steps or (2 if smoke else 60)
+    steps = args.steps or (2 if smoke else 40)
     train_config = TrainConfig(
         steps=steps,
         batch_size=settings.batch_size,

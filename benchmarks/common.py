@@ -169,6 +169,7 @@ class PhaseCost:
     """A selection phase (SMT warm-up, SPSFT importance): time, forwards run, saved bytes of one forward."""
 
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # process CPU time (not counting the time other processes hold the cores)
     forwards: int = 0
     saved_bytes: int = 0  # of its first forward (every forward of a phase has the batch's shape)
 
@@ -206,11 +207,12 @@ class _PhaseMeter:
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
         cost = self.phases.setdefault(name, PhaseCost())
-        self.current, start = name, time.perf_counter()
+        self.current, start, start_cpu = name, time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             cost.seconds += time.perf_counter() - start
+            cost.cpu_seconds += time.process_time() - start_cpu
             self.current = None
 
     def loss(self, batch: Batch) -> torch.Tensor:
@@ -266,7 +268,8 @@ def packed_batches(
     while True:
         examples = packed_examples(task, tokenizer, length, batch_size, seed=seed * 1000 + chunk)
         encoded = [encode_example(tokenizer, e, length) for e in examples]
-        assert all(len(ids) == length for ids, _ in encoded), "packing must give exactly `length` tokens"
+        if any(len(ids) != length for ids, _ in encoded):  # the benchmark's premise: n really is `length`
+            raise ValueError(f"packing gave lengths {[len(ids) for ids, _ in encoded]}, expected {length}")
         yield collate(encoded, pad)
         chunk += 1
 
@@ -518,14 +521,14 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_info() -> dict[str, Any]:
-    """Where the figures were taken (for the README table)."""
+def machine_info(threads: int | None = None) -> dict[str, Any]:
+    """Where the figures were taken (for the README table); `threads`: torch threads the run used."""
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "machine": platform.machine(),
         "processor": cpu_name(),
         "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": threads or torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
@@ -538,7 +541,7 @@ def write_result(settings: Settings, name: str, payload: Mapping[str, Any]) -> P
     document = {
         "benchmark": name,
         "settings": dataclasses.asdict(settings),
-        "machine": machine_info(),
+        "machine": machine_info(settings.threads),
         **payload,
     }
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")

@@ -38,9 +38,14 @@ from benchmarks.common import (  # noqa: E402
     write_result,
 )
 from workbench.methods.smt.config import SMT_TARGETS  # noqa: E402
-from workbench.methods.smt.scoring import default_block_size  # noqa: E402
+from workbench.methods.smt.scoring import (  # noqa: E402
+    blocks_for_fraction,
+    default_block_size,
+    select_top_blocks,
+)
 
 QKV = ("q_proj", "k_proj", "v_proj")
+SMALLER_BUDGETS = [0.005, 0.0084, 0.02]  # fractions of the model's parameters (the paper's range)
 
 
 def matched_budget(
@@ -93,21 +98,49 @@ def grad_ratios(p: Prepared) -> dict[str, Any]:
     }
 
 
-def warmup_cost(p: Prepared, lora_step: float, shapes: dict[str, tuple[int, int]], num_blocks: int) -> dict:
-    """The warm-up phase: seconds, per step relative to a LoRA step, saved bytes of one of its forwards,
-    and the bytes it holds for the q/k/v weights (fp32 gradient + fp32 running sum + 2 AdamW moments when
-    it updates), computed from the shapes: the phase's optimizer is internal to the method."""
+def warmup_cost(
+    p: Prepared, lora: dict[str, Any], shapes: dict[str, tuple[int, int]], num_blocks: int
+) -> dict[str, Any]:
+    """The warm-up phase, apart from the steps.
+
+    Seconds (wall and CPU), per step relative to a LoRA step (its median from the interleaved rounds),
+    saved bytes of one of its forwards, and the bytes it holds for the q/k/v weights (fp32 gradient,
+    fp32 running sum, two AdamW moments when it updates), computed from the shapes since the phase's
+    optimizer is internal to the method.
+    """
     phase = p.phases["warmup"]
+    steps = max(phase.forwards, 1)
     numel = num_blocks * sum(shapes[n][0] * shapes[n][1] for n in QKV)
     per_param = 4 * (2 + (2 if p.method.options.update_during_warmup else 0))
+    lora_cpu = statistics.median(lora["step_cpu_seconds_all"])
     return {
         "steps": phase.forwards,
         "seconds": phase.seconds,
-        "seconds_per_step": phase.seconds / max(phase.forwards, 1),
-        "per_step_vs_lora_step": phase.seconds / max(phase.forwards, 1) / lora_step,
+        "cpu_seconds": phase.cpu_seconds,
+        "per_step_vs_lora_step": phase.seconds / steps / lora["step_seconds"],
+        "cpu_per_step_vs_lora_step": phase.cpu_seconds / steps / lora_cpu,
         "saved_bytes": phase.saved_bytes,
         "qkv_state_bytes": numel * per_param,
     }
+
+
+def allocation_at_budgets(p: Prepared, fractions: list[float]) -> list[dict[str, Any]]:
+    """The Q/K/V shares SMT would pick from the same warm-up scores at smaller budgets.
+
+    The scores do not depend on the budget, so this is the global top-k of the same grids for k =
+    `fraction` of the model's parameters (the paper's budgets are 0.5-5%; LLaMA-7B's LoRA-matched 0.84%).
+    """
+    grids = p.method.selection()
+    b = grids[0].block_size
+    out = []
+    for fraction in fractions:
+        k = blocks_for_fraction(fraction, p.loaded.num_parameters, b)
+        masks = select_top_blocks([g.scores for g in grids], k, "global")
+        counts = dict.fromkeys(QKV, 0)
+        for grid, mask in zip(grids, masks, strict=True):
+            counts[grid.module] += int(mask.sum())
+        out.append({"fraction": fraction, "blocks": k, "share": {m: counts[m] / k for m in QKV}})
+    return out
 
 
 def report(result: dict[str, Any]) -> str:
@@ -120,13 +153,20 @@ def report(result: dict[str, Any]) -> str:
             f"budget: LoRA r={budget['lora_r']} trains {budget['lora_trainable']:,} parameters -> SMT {k} "
             f"blocks of {b}x{b} = {k * b * b:,} ({k / budget['qkv_blocks']:.1%} of the q/k/v blocks){capped}",
             format_table(result["rows"], MEMORY_COLUMNS),
-            f"warm-up (apart): {w['steps']} steps, {w['seconds']:.1f} s "
-            f"({w['per_step_vs_lora_step']:.2f}x a LoRA step each), saved {w['saved_bytes'] / MIB:.1f} MiB "
-            f"per forward, q/k/v grad+sum+AdamW {w['qkv_state_bytes'] / MIB:.1f} MiB",
+            f"warm-up (apart): {w['steps']} steps, {w['seconds']:.1f} s wall, {w['cpu_seconds']:.1f} s CPU; "
+            f"each {w['per_step_vs_lora_step']:.2f}x a LoRA step "
+            f"(CPU {w['cpu_per_step_vs_lora_step']:.2f}x); "
+            f"saved {w['saved_bytes'] / MIB:.1f} MiB per forward; q/k/v grad+sum+AdamW "
+            f"{w['qkv_state_bytes'] / MIB:.1f} MiB",
             "allocation: " + ", ".join(f"{m} {a['blocks'][m]} ({a['share'][m]:.1%})" for m in QKV),
             "  chosen share of each matrix's blocks: "
             + ", ".join(f"{m} {a['fraction_of_matrix_chosen'][m]:.1%}" for m in QKV),
             "  V share per layer: " + " ".join(f"{s['v_proj']:.2f}" for s in a["per_layer"]),
+            *(
+                f"  at {x['fraction']:.2%} of the parameters ({x['blocks']} blocks): "
+                + ", ".join(f"{m} {x['share'][m]:.1%}" for m in QKV)
+                for x in result["allocation_at_budgets"]
+            ),
             f"warm-up median |grad| (median over layers): V/Q {g['v_over_q_median']:.2f}x, "
             f"V/K {g['v_over_k_median']:.2f}x",
         ]
@@ -154,8 +194,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = {
             "length": length,
             "budget": {**budget, "lora_r": LORA_R16["r"], "lora_trainable": lora.trainable_count},
-            "warmup": warmup_cost(smt, rows[0]["step_seconds"], bench.linear_shapes, bench.num_blocks),
+            "warmup": warmup_cost(smt, rows[0], bench.linear_shapes, bench.num_blocks),
             "allocation": allocation(smt),
+            "allocation_at_budgets": allocation_at_budgets(smt, SMALLER_BUDGETS),
             "grad_ratios": grad_ratios(smt),
             "rows": rows,
         }

@@ -1,7 +1,7 @@
 """The default study: every method on one model and task, one table of ratios to LoRA.
 
     result = run_study("default", "runs/study")       # every registered method, resumable
-    print(study_markdown(result, size="default"))       # accuracy, memory, time, params vs LoRA
+    print(study_markdown(result))                        # accuracy, memory, time, params vs LoRA
 
 `workbench study` runs it and then serves the app on its runs; analyses/study.py writes the table to
 analyses/out/study.md. Sizes (STUDY_SIZES): "smoke" (tiny-llama, seconds: tests), "default" (the
@@ -119,10 +119,10 @@ def size_grid(
     seeds: list[int] | None = None,
 ) -> Grid:
     """A sweep Grid on a study size's model, task and settings (`train` / `record` update them)."""
-    from workbench.sweeps import grid_from_points
+    from workbench.sweeps import build_grid
 
     spec = study_size(size)
-    return grid_from_points(
+    return build_grid(
         name,
         entries,
         model=model or spec.model,

@@ -151,6 +151,20 @@ def load_grid(path: str | os.PathLike[str]) -> Grid:
     return parse_grid(_read_toml(Path(path)), where=str(path))
 
 
+def build_grid(name: str, entries: Iterable[MethodEntry], **shared: Any) -> Grid:
+    """A Grid built in code (analyses): `shared` holds model, task, train, record, seeds, runs_dir."""
+    train = dict(shared.pop("train", {}) or {})
+    record = dict(shared.pop("record", {}) or {})
+    seeds = shared.pop("seeds", None)
+    runs_dir = shared.pop("runs_dir", None)
+    unknown = set(shared) - {"model", "task"}
+    if unknown:
+        raise ConfigError(f"unknown grid setting(s) {', '.join(sorted(unknown))}; accepted: model, task")
+    grid = Grid(name, tuple(entries), shared, train, record, tuple(seeds) if seeds else None, runs_dir)
+    expand(grid)
+    return grid
+
+
 def _section(value: Any, what: str, where: str) -> dict[str, Any]:
     if value is None:
         return {}
@@ -483,17 +497,3 @@ def format_summary(result: SweepResult) -> str:
     counts = {a: sum(o.action == a for o in result.outcomes) for a in ("ran", "reused", "failed")}
     lines.append(", ".join(f"{n} {a}" for a, n in counts.items()))
     return "\n".join(lines)
-
-
-def grid_from_points(name: str, entries: Iterable[MethodEntry], **shared: Any) -> Grid:
-    """A Grid built in code (analyses): `shared` holds model, task, train, record, seeds, runs_dir."""
-    train = dict(shared.pop("train", {}) or {})
-    record = dict(shared.pop("record", {}) or {})
-    seeds = shared.pop("seeds", None)
-    runs_dir = shared.pop("runs_dir", None)
-    unknown = set(shared) - {"model", "task"}
-    if unknown:
-        raise ConfigError(f"unknown grid setting(s) {', '.join(sorted(unknown))}; accepted: model, task")
-    grid = Grid(name, tuple(entries), shared, train, record, tuple(seeds) if seeds else None, runs_dir)
-    expand(grid)
-    return grid

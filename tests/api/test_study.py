@@ -9,9 +9,14 @@ from workbench.methods import METHODS
 from workbench.store import list_runs
 
 
-def test_study_table_has_every_method_and_ratios_to_lora(smoke_study):
-    runs = [e.reader for e in list_runs(smoke_study) if e.reader.config.get("kind") is None]
-    table = study.study_table(runs)
+def study_runs(runs_dir, task):
+    """The study's own runs (reused; other tests add runs to the same session dir)."""
+    return study.run_study("smoke", runs_dir, task=task, progress=False).sweep.runs
+
+
+def test_study_table_has_every_method_and_ratios_to_lora(smoke_study, tiny_task):
+    table = study.study_table(study_runs(smoke_study, tiny_task))
+    assert len(table) == len(METHODS.names())
     assert set(METHODS) <= set(table["method"])
     lora = table[table["method"] == "lora"].iloc[0]
     for column in ("accuracy", "saved_activations", "total_logical", "step_time", "trainable"):
@@ -62,11 +67,11 @@ def test_sizes():
         study.study_size("huge")
 
 
-def test_comparison_figures_render(smoke_study, tmp_path):
+def test_comparison_figures_render(smoke_study, tiny_task, tmp_path):
     from workbench.comparisons import accuracy_vs_trainable, ratio_bars, ratio_table
     from workbench.figures import export, runs_frame
 
-    runs = [e.reader for e in list_runs(smoke_study) if e.reader.config.get("kind") is None]
+    runs = study_runs(smoke_study, tiny_task)
     frame = runs_frame(runs)
     bars = ratio_bars(ratio_table(frame, label="method"), "step_time")
     assert set(bars.data["label"]) == set(METHODS) and bars.data.set_index("label").loc["lora", "ratio"] == 1

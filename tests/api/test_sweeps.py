@@ -25,11 +25,6 @@ def grid(task: str, **extra) -> dict:
     }
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="failed once inside the full suite on a loaded machine while passing alone; order dependence "
-    "under investigation (issue 8)",
-)
 def test_grid_expands_methods_options_and_seeds():
     points = expand(
         parse_grid(

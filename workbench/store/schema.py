@@ -40,7 +40,7 @@ MANIFEST_KEYS: dict[str, tuple[type, ...]] = {
     "schema_version": (int,),
     "id": (str,),
     "name": (str,),
-    "created": (str,),  # ISO 8601 UTC, e.g. "2025-01-31T12:00:00.123+00:00"
+    "created": (str,),  # ISO 8601 UTC, e.g. "2025-01-31T12:00:00.123456+00:00"
     "status": (str,),
     "pid": (int,),
     "hostname": (str,),

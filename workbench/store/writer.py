@@ -220,7 +220,7 @@ class RunWriter:
             "schema_version": SCHEMA_VERSION,
             "id": path.name,
             "name": name,
-            "created": created.isoformat(timespec="milliseconds"),
+            "created": created.isoformat(timespec="microseconds"),
             "finished": None,
             "status": "running",
             "status_message": None,
@@ -373,7 +373,7 @@ class RunWriter:
         self._finished = True
         self._manifest["status"] = status
         self._manifest["status_message"] = message
-        self._manifest["finished"] = _now().isoformat(timespec="milliseconds")
+        self._manifest["finished"] = _now().isoformat(timespec="microseconds")
         self._write_manifest()
 
     def _write_manifest(self) -> None:
