@@ -160,7 +160,10 @@ def test_wrong_type_is_a_config_error() -> None:
 def test_defaults() -> None:
     options = SMTOptions()
     assert (options.targets, options.score, options.selection, options.scope) == (
-        "qkv", "mean_abs", "gradient", "global"
+        "qkv",
+        "mean_abs",
+        "gradient",
+        "global",
     )
     assert options.budget == 0.005 and options.warmup_steps == 100 and options.update_during_warmup
     assert SMT.default_lr == 1e-4
@@ -172,8 +175,13 @@ def test_defaults() -> None:
 def smollm_like_anatomy():
     """SmolLM2-135M's shapes (hidden 576, 9 heads / 3 kv heads of 64, MLP 1536), 2 blocks, on meta."""
     config = tiny_config(
-        "llama", hidden_size=576, num_attention_heads=9, num_key_value_heads=3, head_dim=64,
-        intermediate_size=1536, num_hidden_layers=2,
+        "llama",
+        hidden_size=576,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        head_dim=64,
+        intermediate_size=1536,
+        num_hidden_layers=2,
     )
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)

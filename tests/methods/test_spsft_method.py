@@ -320,11 +320,13 @@ def test_restore_rejects_bad_state() -> None:
     path = ctx.anatomy.blocks[0].linear_path("q_proj")
     fresh = tiny_model("llama")
     with pytest.raises(ValueError, match="lacks"):
-        SPSFT(SPSFTOptions(rank=RANK)).restore(fresh, anatomy_of(fresh), {k: v for k, v in state.items()
-                                                                           if k != f"{path}.rows"})
+        SPSFT(SPSFTOptions(rank=RANK)).restore(
+            fresh, anatomy_of(fresh), {k: v for k, v in state.items() if k != f"{path}.rows"}
+        )
     with pytest.raises(ValueError, match="unexpected"):
-        SPSFT(SPSFTOptions(rank=RANK)).restore(fresh, anatomy_of(fresh), {**state, "x.weight_f": state[
-            f"{path}.weight_f"]})
+        SPSFT(SPSFTOptions(rank=RANK)).restore(
+            fresh, anatomy_of(fresh), {**state, "x.weight_f": state[f"{path}.weight_f"]}
+        )
 
 
 def test_merge_export_round_trip(tmp_path) -> None:

@@ -37,16 +37,22 @@ def evaluate(
     """
     check_fits(tokenizer, examples, max_length, task="the evaluation examples")
     encoded = {
-        (i, c): encode_example(tokenizer, e, max_length, c) for i, e in enumerate(examples)
+        (i, c): encode_example(tokenizer, e, max_length, c)
+        for i, e in enumerate(examples)
         for c in range(len(e.candidates))
     }
     # One sequence per (example, candidate); but when every candidate is a single token after the same
     # prompt (label words such as " positive" / " negative"), one sequence scores them all from one row
     # of next-token log-probabilities: half the forwards for a two-class task.
-    shared = {i: _single_token_candidates([encoded[i, c] for c in range(len(e.candidates))])
-              for i, e in enumerate(examples)}
-    items = [(i, None) if shared[i] else (i, c) for i, e in enumerate(examples)
-             for c in (range(1) if shared[i] else range(len(e.candidates)))]
+    shared = {
+        i: _single_token_candidates([encoded[i, c] for c in range(len(e.candidates))])
+        for i, e in enumerate(examples)
+    }
+    items = [
+        (i, None) if shared[i] else (i, c)
+        for i, e in enumerate(examples)
+        for c in (range(1) if shared[i] else range(len(e.candidates)))
+    ]
     sequence = {item: encoded[item[0], item[1] or 0] for item in items}
     items.sort(key=lambda item: -len(sequence[item][0]))  # longest first so each batch pads little
     scores = [[0.0] * len(e.candidates) for e in examples]

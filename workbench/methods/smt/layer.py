@@ -134,8 +134,10 @@ class SparseBlockLinear(nn.Module):
         index = block_index.detach().to(device="cpu", dtype=torch.long).reshape(-1, 2)
         rows, cols = out_features // b, in_features // b
         if len(index) and not (
-            (index[:, 0] >= 0).all() and (index[:, 0] < rows).all()
-            and (index[:, 1] >= 0).all() and (index[:, 1] < cols).all()
+            (index[:, 0] >= 0).all()
+            and (index[:, 0] < rows).all()
+            and (index[:, 1] >= 0).all()
+            and (index[:, 1] < cols).all()
         ):
             raise ValueError(f"block index outside the ({rows}, {cols}) block grid")
         if len({tuple(p) for p in index.tolist()}) != len(index):
