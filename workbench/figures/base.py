@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from workbench.figures.style import SIZES, ordered
+from workbench.figures.style import LEGEND_COLUMNS, LEGEND_ROW_INCHES, SIZES, ordered
 
 if TYPE_CHECKING:
     import matplotlib.figure
@@ -79,8 +79,20 @@ class Figure:
         width, row_height = SIZES[size]
         rows, _ = self.grid(size)
         scale = float(self.params.get("row_height", 1.0))
-        height = row_height * scale * rows + (0.35 if self.params.get("legend", True) else 0.0)
+        height = row_height * scale * rows + self._legend_inches()
         return width, round(min(max(height, 1.2), 9.5), 2)
+
+    def _legend_inches(self) -> float:
+        """Room above the panels for the legend: one row per LEGEND_COLUMNS colour / dash entries."""
+        if not self.params.get("legend", True):
+            return 0.0
+        entries = sum(
+            self.data[self.params[key]].nunique()
+            for key in ("color", "dash")
+            if self.params.get(key) and self.params[key] in self.data
+        )
+        rows = max(1, math.ceil(entries / LEGEND_COLUMNS))
+        return 0.35 + LEGEND_ROW_INCHES * (rows - 1)
 
     def plotly(self) -> go.Figure:
         """An interactive plotly figure (the app, HTML export)."""

@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from workbench.figures.base import Figure, panel_title, panels
 from workbench.figures.heatgrid import heat_grid, z_range
-from workbench.figures.style import MARK_COLOR, PAPER_RC, group_colors, ordered
+from workbench.figures.style import LEGEND_COLUMNS, MARK_COLOR, PAPER_RC, group_colors, ordered
 
 MAX_TICK_LABELS = 64  # token labels beyond this many are thinned out (every k-th)
 DASHES = ["-", "--", ":", "-.", (0, (5, 1))]
@@ -71,7 +71,7 @@ def _legend(out: MplFigure, axes: np.ndarray) -> None:
             list(handles.values()),
             list(handles.keys()),
             loc="outside upper center",
-            ncols=min(len(handles), 4),
+            ncols=min(len(handles), LEGEND_COLUMNS),
             handlelength=1.5,
             columnspacing=1.0,
         )
@@ -99,13 +99,12 @@ def _lines(fig: Figure, out: MplFigure, ax: Axes, part: pd.DataFrame) -> None:
     top = part[p["y"]].max() if part[p["y"]].notna().any() else 1.0
     for color_value, group in _groups(fig, part, p.get("color")):
         for dash_value, sub in _groups(fig, group, p.get("dash")):
-            name = " / ".join(str(v) for v in (color_value, dash_value) if v is not None) or p["y"]
             ok = sub[~sub[flag]] if flag else sub
             style = dict(
                 color=colors.get(color_value),
                 linestyle=DASHES[dash_values.index(dash_value) % len(DASHES)],
                 marker="o" if p.get("markers") else None,
-                label=name,
+                label="_" if p.get("dash") else str(color_value if color_value is not None else p["y"]),
             )
             if p.get("step_line"):
                 ax.step(ok[p["x"]], ok[p["y"]], where="post", **style)
@@ -124,6 +123,12 @@ def _lines(fig: Figure, out: MplFigure, ax: Axes, part: pd.DataFrame) -> None:
                     ha="center",
                     fontsize=5,
                 )
+    if p.get("dash"):  # colours and dashes keyed apart: n + m legend entries, not n x m
+        for color_value, _ in _groups(fig, part, p.get("color")):
+            ax.plot([], [], color=colors.get(color_value), label=str(color_value))
+        for dash_value in dash_values:
+            style = DASHES[dash_values.index(dash_value) % len(DASHES)]
+            ax.plot([], [], color="#555555", linestyle=style, label=str(dash_value))
     _scales(ax, p, part[p["x"]].dropna().tolist())
 
 

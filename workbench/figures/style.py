@@ -75,6 +75,8 @@ CATEGORY_LABELS = {
 # Paper sizes in inches (width, height of one row of panels): one column of a two-column paper
 # (ACL/ICML about 3.3 in) and the full text width (about 7 in).
 SIZES: dict[str, tuple[float, float]] = {"one": (3.4, 2.3), "two": (7.0, 2.6)}
+LEGEND_COLUMNS = 4  # entries per row of the legend above the panels
+LEGEND_ROW_INCHES = 0.17  # one more legend row at the paper legend font size
 DPI = 300  # PNG export resolution; a PNG is round(width * DPI) x round(height * DPI) pixels
 
 # Applied around every matplotlib figure we make and save (never globally): TrueType fonts embedded
