@@ -6,7 +6,7 @@ training against (a) saved-activation bytes and (b) total logical memory (parame
 optimizer state and saved activations), the Pareto frontier drawn; and the same against step time.
 
 Run budget (default size): the study's 6 runs (30 steps of batch 8, 100 eval examples each; about
-10-15 min on 2 CPU cores), none if `workbench study` or analyses/study.py already made them.
+8-10 min on 2 CPU cores), none if `workbench study` or analyses/study.py already made them.
 --smoke: seconds on tiny-llama. --full: the study's GPU size.
 Writes: tradeoff_saved, tradeoff_total, tradeoff_time (pdf/svg/png/html) and tradeoff.md/.csv.
 """

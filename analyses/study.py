@@ -5,7 +5,7 @@ saved-activation bytes, total logical memory, median step time and trainable par
 registered method (full, lora, sage, tokentune, smt, spsft), each as a ratio to LoRA.
 
 Run budget (default size): 6 runs x 30 steps of batch 8 (max length 128), 100 eval examples before
-and after each, SMT with 10 warm-up batches: about 10-15 min on 2 CPU cores when the machine is quiet.
+and after each, SMT with 10 warm-up batches: about 8-10 min on 2 CPU cores when the machine is quiet.
 --smoke: 6 tiny-llama runs of 2 steps (seconds). --full (GPU): 6 runs x 300 steps of batch 16, 1000
 eval examples. Same runs as `workbench study` (which also serves the app on them).
 """

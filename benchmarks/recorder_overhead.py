@@ -20,6 +20,9 @@ process's CPU time, which other processes on a shared machine disturb far less (
 it is the step's compute). Each repetition runs the variants back to back, rotating their order, the
 ratio to `none` is taken within each repetition, and the median over repetitions is reported. A short
 untimed run per method comes first, so one-off costs of the process hit no variant.
+A third figure, `x hooks`, is 1 + (seconds per step inside the recorders' hooks, as the loop counts
+them) / (the unrecorded step): what the recorders' own code adds, free of the run-to-run noise of
+separate runs (several percent on a shared machine), but blind to indirect costs (caches, allocator).
 Targets: on <= 1.15x, off <= 1.02x. Figures in benchmarks/results/recorder_overhead.json.
 """
 
@@ -61,21 +64,26 @@ TARGETS = {"on": 1.15, "off": 1.02}
 
 
 class StepClock(RecorderBase):
-    """Wall and CPU time at the end of every step, after every other recorder's hook (keep it last)."""
+    """Wall and CPU time at the end of every step, after every other recorder's hook (keep it last),
+    and the seconds the step spent inside the other recorders' hooks (the loop's own count)."""
 
     name = "clock"
 
     def __init__(self) -> None:
         super().__init__()
         self.ends: dict[int, tuple[float, float]] = {}
+        self.hooks: dict[int, float] = {}
 
     def on_step_end(self, info: StepInfo) -> None:
         self.ends[info.step] = (time.perf_counter(), time.process_time())
+        self.hooks[info.step] = info.seconds.get("recording", 0.0)
 
     def mean_step(self, first: int, last: int) -> dict[str, float]:
-        """{"wall": s, "cpu": s}: mean seconds per step over steps first..last."""
+        """{"wall": s, "cpu": s, "hooks": s}: mean seconds per step over steps first..last."""
         count = last - first + 1
-        return {c: (self.ends[last][i] - self.ends[first - 1][i]) / count for i, c in enumerate(CLOCKS)}
+        out = {c: (self.ends[last][i] - self.ends[first - 1][i]) / count for i, c in enumerate(CLOCKS)}
+        out["hooks"] = sum(self.hooks[step] for step in range(first, last + 1)) / count
+        return out
 
 
 def recorders_for(variant: str) -> list:
@@ -133,6 +141,9 @@ def measure_method(
         if v != "none":
             for c in CLOCKS:
                 row[f"{v}_{c}_ratio"] = statistics.median(r[v][c] / r["none"][c] for r in reps)
+            # what the recorders' hooks themselves add to a step (the loop's count of seconds inside
+            # them) against the unrecorded step: free of run-to-run noise, but blind to indirect costs
+            row[f"{v}_hooks_ratio"] = statistics.median(1 + r[v]["hooks"] / r["none"]["wall"] for r in reps)
     row["recording_seconds"] = statistics.median(r["on"]["recording"] for r in reps)
     met = [row[f"{v}_{c}_ratio"] <= target for v, target in TARGETS.items() for c in CLOCKS]
     row["targets_met"] = "all" if all(met) else ("none" if not any(met) else "some")
@@ -143,6 +154,7 @@ def columns(variants: tuple[str, ...]) -> list[Column]:
     cols: list[Column] = [("method", "method", ""), ("none s/step", "none_seconds", ".3f")]
     for v in variants[1:]:
         cols += [(f"{v} x wall", f"{v}_wall_ratio", ".3f"), (f"{v} x cpu", f"{v}_cpu_ratio", ".3f")]
+        cols += [(f"{v} x hooks", f"{v}_hooks_ratio", ".4f")]
     return [*cols, ("recording s/step", "recording_seconds", ".4f"), ("targets met", "targets_met", "")]
 
 

@@ -5,7 +5,7 @@
 
 `workbench study` runs it and then serves the app on its runs; analyses/study.py writes the table to
 analyses/out/study.md. Sizes (STUDY_SIZES): "smoke" (tiny-llama, seconds: tests), "default" (the
-default model smollm2-135m on polarity, about 10-15 minutes on 2 CPU cores) and "full" (a GPU).
+default model smollm2-135m on polarity, about 8-10 minutes on 2 CPU cores) and "full" (a GPU).
 Paper-figure scripts (analyses/) build their grids on the same sizes, so their runs reuse the study's.
 """
 
@@ -69,7 +69,7 @@ STUDY_SIZES: dict[str, StudySize] = {
         },
         note=(
             "6 runs x 30 steps of batch 8, 100 eval examples before and after, LoRA / SAGE / TokenTune at "
-            "lr 5e-4, the others at their default lr: about 10-15 min on 2 quiet CPU cores"
+            "lr 5e-4, the others at their default lr: about 8-10 min on 2 quiet CPU cores"
         ),
     ),
     # a GPU: paper-like lengths of training and evaluation
