@@ -15,30 +15,21 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def tiny_run(capsys, task: str, runs_dir, *extra: str) -> tuple[int, str, str]:
+    """`workbench run` on tiny-llama and `task`, quiet, into `runs_dir`, with `extra` flags."""
+    return run_cli(
+        capsys, "run", "--model", "tiny-llama", "--task", task, "--runs-dir", str(runs_dir), "--quiet", *extra
+    )
+
+
 def test_run_ls_show(tiny_task, tmp_path, capsys):
     runs = str(tmp_path / "runs")
-    code, out, _ = run_cli(
+    code, out, _ = tiny_run(
         capsys,
-        "run",
-        "--model",
-        "tiny-llama",
-        "--task",
         tiny_task,
-        "--method",
-        "lora",
-        "--steps",
-        "2",
-        "--max-length",
-        "32",
-        "--runs-dir",
         runs,
-        "--quiet",
-        "--set",
-        "method.r=4",
-        "--set",
-        "train.eval_examples=4",
-        "--name",
-        "cli test",
+        *("--method", "lora", "--steps", "2", "--max-length", "32", "--name", "cli test"),
+        *("--set", "method.r=4", "--set", "train.eval_examples=4"),
     )
     assert code == 0
     assert "accuracy before" in out and "saved activations" in out and "median step time" in out
@@ -79,8 +70,7 @@ BAD_INPUTS = {
 def test_bad_input_is_one_line_error_and_writes_nothing(case, tiny_task, tmp_path, capsys):
     extra, message = BAD_INPUTS[case]
     runs = tmp_path / "runs"
-    argv = ["run", "--model", "tiny-llama", "--task", tiny_task, "--runs-dir", str(runs), "--quiet", *extra]
-    code, out, err = run_cli(capsys, *argv)
+    code, out, err = tiny_run(capsys, tiny_task, runs, *extra)
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert message in err
@@ -95,19 +85,7 @@ def test_unreadable_config_file(bad_config, tmp_path, capsys):
 def test_runs_dir_that_is_a_file(tiny_task, tmp_path, capsys):
     runs = tmp_path / "runs"
     runs.write_text("not a directory")
-    code, _, err = run_cli(
-        capsys,
-        "run",
-        "--model",
-        "tiny-llama",
-        "--task",
-        tiny_task,
-        "--runs-dir",
-        str(runs),
-        "--quiet",
-        "--steps",
-        "1",
-    )
+    code, _, err = tiny_run(capsys, tiny_task, runs, "--steps", "1")
     assert code == 2 and "is a file" in err
     assert runs.read_text() == "not a directory"
 
@@ -124,26 +102,12 @@ def test_export_round_trip(method, tiny_task, tmp_path, capsys):
     from workbench.store import open_run
 
     runs = str(tmp_path / "runs")
-    code, _, _ = run_cli(
+    code, _, _ = tiny_run(
         capsys,
-        "run",
-        "--model",
-        "tiny-llama",
-        "--task",
         tiny_task,
-        "--method",
-        method,
-        "--steps",
-        "3",
-        "--lr",
-        "0.01",
-        "--max-length",
-        "32",
-        "--runs-dir",
         runs,
-        "--quiet",
-        "--set",
-        "train.eval_examples=0",
+        *("--method", method, "--steps", "3", "--lr", "0.01", "--max-length", "32"),
+        *("--set", "train.eval_examples=0"),
     )
     assert code == 0
     run = open_run(runs, "latest")
