@@ -96,6 +96,16 @@ def run_table(ctx: AppContext, run: pd.Series, table: str, *, note: bool = True)
     return result.frame
 
 
+def picked_run_table(ctx: AppContext, table: str) -> tuple[pd.Series, pd.DataFrame] | None:
+    """The picked run and its `table`, under a caption naming the run; None after saying why not."""
+    run = require_run(ctx)
+    if run is None:
+        return None
+    st.caption(f"Run {ctx.label(run['id'])} · method {run['method']}")
+    frame = run_table(ctx, run, table)
+    return None if frame is None else (run, frame)
+
+
 def run_sources(ctx: AppContext, run_ids: list[str], table: str) -> list[tuple[str, str]]:
     """[(run label, run path)] of the runs that recorded `table` (warnings for unreadable ones): the
     `runs` argument of `data.figure`."""

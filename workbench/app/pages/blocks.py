@@ -7,20 +7,17 @@ import streamlit as st
 
 from workbench.app.context import current
 from workbench.app.data import figure
-from workbench.app.widgets import require_run, run_table, show_figure
+from workbench.app.widgets import picked_run_table, run_table, show_figure
 from workbench.figures import warmup_grads
 
 
 def render() -> None:
     ctx = current()
     st.title("Block allocation")
-    run = require_run(ctx)
-    if run is None:
+    picked = picked_run_table(ctx, "blocks")
+    if picked is None:
         return
-    st.caption(f"Run {ctx.label(run['id'])} · method {run['method']}")
-    blocks = run_table(ctx, run, "blocks")
-    if blocks is None:
-        return
+    run, blocks = picked
     value = st.segmented_control(
         "Show", ["selected", "score"], default="selected", key="blocks_value", format_func=str.capitalize
     )

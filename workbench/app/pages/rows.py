@@ -6,18 +6,16 @@ import streamlit as st
 
 from workbench.app.context import current
 from workbench.app.data import figure
-from workbench.app.widgets import require_run, run_table, show_figure
+from workbench.app.widgets import picked_run_table, show_figure
 
 
 def render() -> None:
     ctx = current()
     st.title("Rows")
-    run = require_run(ctx)
-    if run is None:
+    picked = picked_run_table(ctx, "rows")
+    if picked is None:
         return
-    st.caption(f"Run {ctx.label(run['id'])} · method {run['method']}")
-    if run_table(ctx, run, "rows") is None:
-        return
+    run, _ = picked
     source = [("", run["path"])]
     show_figure(figure("row_importance", source, "rows"), "row_importance")
     st.subheader("Chosen rows per layer")

@@ -7,7 +7,7 @@ import streamlit as st
 
 from workbench.app.context import current
 from workbench.app.data import figure
-from workbench.app.widgets import require_run, run_table, show_figure
+from workbench.app.widgets import picked_run_table, show_figure
 
 STEP_KEY = "saliency_step"
 SAMPLE_KEY = "saliency_sample"
@@ -16,13 +16,10 @@ SAMPLE_KEY = "saliency_sample"
 def render() -> None:
     ctx = current()
     st.title("Saliency")
-    run = require_run(ctx)
-    if run is None:
+    picked = picked_run_table(ctx, "saliency")
+    if picked is None:
         return
-    st.caption(f"Run {ctx.label(run['id'])} · method {run['method']}")
-    saliency = run_table(ctx, run, "saliency")
-    if saliency is None:
-        return
+    run, saliency = picked
     steps = sorted(int(s) for s in saliency["step"].unique())
     left, right = st.columns([3, 1])
     if len(steps) > 1:
