@@ -31,17 +31,7 @@ os._exit(1)  # die without finishing: the manifest stays "running" with a dead p
 """
 
 
-def write_task(path: Path, n: int = 48) -> Path:
-    """A small learnable classification task: the answer is the first word of the prompt."""
-    words = ["red", "blue"]
-    with path.open("w") as fh:
-        for i in range(n):
-            word = words[i % 2]
-            fh.write(json.dumps({"prompt": f"{word} sky {i % 7}. colour:", "answer": f" {word}"}) + "\n")
-    return path
-
-
-def _config(method: str, task: Path, runs_dir: Path):
+def _config(method: str, task: str, runs_dir: Path):
     from workbench.config import RecordConfig, RunConfig, TrainConfig
 
     return RunConfig(
@@ -55,25 +45,18 @@ def _config(method: str, task: Path, runs_dir: Path):
     )
 
 
-def build_runs(root: Path) -> dict[str, str]:
-    """Make the fixture runs under root/runs; returns {label: run id}."""
+def build_runs(root: Path, task: str) -> dict[str, str]:
+    """Make the fixture runs of `task` under root/runs; returns {label: run id}."""
+    from workbench.memory.sweep import memory_sweep
     from workbench.methods import METHODS
     from workbench.train import train
 
-    task = write_task(root / "colours.jsonl")
     runs_dir = root / "runs"
     ids: dict[str, str] = {}
     for method in METHODS.names():
         ids[method] = train(_config(method, task, runs_dir), progress=False).run_id
-    try:
-        from workbench.memory.sweep import memory_sweep
-    except ImportError:  # the sweep is another issue's; the app copes without it
-        memory_sweep = None
-    if memory_sweep is not None:
-        result = memory_sweep(
-            _config("lora", task, runs_dir), [8, 16, 32], [1, 2, 4], cap_bytes=700_000, progress=False
-        )
-        ids["sweep"] = result.run_id
+    sweep = _config("lora", task, runs_dir)
+    ids["sweep"] = memory_sweep(sweep, [8, 16, 32], [1, 2, 4], cap_bytes=700_000, progress=False).run_id
     subprocess.run([sys.executable, "-c", INTERRUPTED, str(runs_dir)], check=False)
     ids["interrupted"] = next(p.name for p in runs_dir.iterdir() if p.name.endswith("interrupted-lora"))
     # a readable run whose memory table file is garbage
@@ -94,11 +77,11 @@ def build_runs(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def fixture_runs(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+def fixture_runs(tmp_path_factory, tiny_task) -> tuple[Path, dict[str, str]]:
     """(runs dir, {label: run id}) of the real tiny runs; labels are method names plus sweep,
     interrupted, broken_table and corrupt."""
     root = tmp_path_factory.mktemp("app-runs")
-    ids = build_runs(root)
+    ids = build_runs(root, tiny_task)
     return root / "runs", ids
 
 
