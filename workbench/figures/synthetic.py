@@ -98,73 +98,36 @@ def _metrics(writer: RunWriter, rng: np.random.Generator, steps: int) -> None:
 
 
 def _memory(writer: RunWriter, rng: np.random.Generator, steps: int, layers: int, method: str) -> None:
+    def row(
+        step: int,
+        layer: int,
+        module: str,
+        category: str,
+        nbytes: int,
+        source: str = "logical",
+        phase: str = "train",
+    ) -> dict[str, Any]:
+        return dict(
+            step=step, layer=layer, module=module, category=category, bytes=nbytes, source=source, phase=phase
+        )
+
+    static = (
+        ("params_frozen", 690_432),
+        ("params_trainable", 65_536),
+        ("gradients", 65_536),
+        ("optimizer_state", 131_072),
+    )
     rows: list[dict[str, Any]] = []
     for step in range(1, steps + 1):
         for layer in range(layers):
             for module in ATTENTION + MLP:
-                rows.append(
-                    dict(
-                        step=step,
-                        layer=layer,
-                        module=module,
-                        category="saved_activations",
-                        bytes=int(rng.integers(10_000, 60_000)),
-                        source="logical",
-                        phase="train",
-                    )
-                )
-        rows.append(
-            dict(
-                step=step,
-                layer=-1,
-                module="loss",
-                category="saved_activations",
-                bytes=40_000,
-                source="logical",
-                phase="train",
-            )
-        )
-        for category, nbytes in (
-            ("params_frozen", 690_432),
-            ("params_trainable", 65_536),
-            ("gradients", 65_536),
-            ("optimizer_state", 131_072),
-        ):
-            rows.append(
-                dict(
-                    step=step,
-                    layer=-1,
-                    module="model",
-                    category=category,
-                    bytes=nbytes,
-                    source="logical",
-                    phase="train",
-                )
-            )
-        rows.append(
-            dict(
-                step=step,
-                layer=-1,
-                module="model",
-                category="process_rss_peak",
-                bytes=int(5e8),
-                source="device",
-                phase="train",
-            )
-        )
+                rows.append(row(step, layer, module, "saved_activations", int(rng.integers(10_000, 60_000))))
+        rows.append(row(step, -1, "loss", "saved_activations", 40_000))
+        rows += [row(step, -1, "model", category, nbytes) for category, nbytes in static]
+        rows.append(row(step, -1, "model", "process_rss_peak", int(5e8), "device"))
     phase = {"smt": "warmup", "spsft": "importance"}.get(method)
     if phase:
-        rows.append(
-            dict(
-                step=-1,
-                layer=-1,
-                module="model",
-                category="process_rss_peak",
-                bytes=int(4.5e8),
-                source="device",
-                phase=phase,
-            )
-        )
+        rows.append(row(-1, -1, "model", "process_rss_peak", int(4.5e8), "device", phase))
     writer.add("memory", rows)
 
 
