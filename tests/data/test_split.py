@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from workbench.data import Example, split_examples
-from workbench.data.tasks import stable_order
+from workbench.data.order import stable_order
 from workbench.errors import ConfigError
 
 CLASSES = (" no", " yes")

@@ -9,11 +9,11 @@ from workbench.cache import cache_root, fetch_package, fetch_sdist_members, sha2
 from workbench.data import builtin as _builtin  # noqa: F401  (registers the built-in tasks)
 from workbench.data.batch import IGNORE_INDEX, Batch
 from workbench.data.encoding import check_fits, encode_example
-from workbench.data.example import Example
+from workbench.data.example import Corpus, Example
 from workbench.data.formatting import TEMPLATES, Template
 from workbench.data.loader import collate, pad_token_id, train_batches
 from workbench.data.scoring import evaluate
-from workbench.data.tasks import TASKS, Corpus, TaskData, load_task, split_examples
+from workbench.data.tasks import TASKS, TaskData, load_task, split_examples
 
 __all__ = [
     "IGNORE_INDEX",

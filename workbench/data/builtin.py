@@ -7,8 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from workbench.data import sources
+from workbench.data.example import Corpus
 from workbench.data.formatting import TEMPLATES, answer_text
-from workbench.data.tasks import TASKS, Corpus
+from workbench.data.tasks import TASKS
 from workbench.errors import WorkbenchError
 
 

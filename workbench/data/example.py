@@ -1,8 +1,8 @@
-"""One scored example: a prompt and the candidate answers it is scored on."""
+"""One scored example (a prompt and the candidate answers it is scored on), and a task's `Corpus` of them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -28,3 +28,15 @@ class Example:
     def answer(self) -> str:
         """The gold candidate."""
         return self.candidates[self.label]
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """All examples of a task before the split, and where they came from."""
+
+    examples: list[Example]
+    classes: tuple[str, ...] | None  # fixed label words (leading space included); None: per-example choices
+    source: str  # provenance: "package==version:member" or a local file path
+    sha256: str  # of the file the examples were read from
+    template: str | None = None  # the prompt template (None for local files, whose prompts come ready)
+    meta: dict[str, object] = field(default_factory=dict)  # how candidates were built, layout, ...

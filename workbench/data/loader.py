@@ -8,7 +8,8 @@ import torch
 
 from workbench.data.batch import IGNORE_INDEX, Batch
 from workbench.data.encoding import Encoded, check_fits, encode_example
-from workbench.data.tasks import TaskData, stable_order
+from workbench.data.order import stable_order
+from workbench.data.tasks import TaskData
 from workbench.errors import ConfigError
 
 

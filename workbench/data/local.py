@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from workbench.cache import sha256_file
-from workbench.data.example import Example
+from workbench.data.example import Corpus, Example
 from workbench.data.formatting import answer_text
-from workbench.data.tasks import Corpus, stable_order
+from workbench.data.order import stable_order
 from workbench.errors import ConfigError
 
 MAX_CLASSES = 20  # up to this many distinct free-text answers, every example is scored on all of them

@@ -7,28 +7,17 @@ examples plus provenance); `load_task` splits it. A name ending in .jsonl or .cs
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from workbench.data.example import Example
+from workbench.data.example import Corpus, Example
+from workbench.data.local import load_local
+from workbench.data.order import stable_order
 from workbench.errors import ConfigError
 from workbench.registry import Registry
 
 LOCAL_SUFFIXES = (".jsonl", ".csv")
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """All examples of a task before the split, and where they came from."""
-
-    examples: list[Example]
-    classes: tuple[str, ...] | None  # fixed label words (leading space included); None: per-example choices
-    source: str  # provenance: "package==version:member" or a local file path
-    sha256: str  # of the file the examples were read from
-    template: str | None = None  # the prompt template (None for local files, whose prompts come ready)
-    meta: dict[str, object] = field(default_factory=dict)  # how candidates were built, layout, ...
 
 
 TASKS: Registry[Callable[[Path | None], Corpus]] = Registry("task")
@@ -81,8 +70,6 @@ def load_task(
     split in every process. Built-in tasks are fetched once into the cache (see workbench.cache).
     """
     if is_local_task(name_or_path):
-        from workbench.data.local import load_local  # local imports this module
-
         corpus = load_local(name_or_path)
     elif name_or_path in TASKS:
         corpus = TASKS.get(name_or_path)(Path(cache_dir) if cache_dir is not None else None)
@@ -140,16 +127,3 @@ def _eval_count(eval_size: int | float, n: int, name: str) -> int:
     if not 0 < eval_size < 1:
         raise ConfigError(f"eval_size {eval_size} must be a fraction in (0, 1) or a count of examples")
     return min(max(round(eval_size * n), 1), n - 1)
-
-
-def stable_order(n: int, seed: int, salt: str) -> list[int]:
-    """A permutation of range(n) determined by (seed, salt) alone.
-
-    Sorting by sha256 keys, not Python's hash() (salted per process) or a library RNG (whose streams
-    may change between versions), so a seed means the same order on every machine, forever.
-    """
-
-    def key(i: int) -> bytes:
-        return hashlib.sha256(f"{salt}:{seed}:{i}".encode()).digest()
-
-    return sorted(range(n), key=key)

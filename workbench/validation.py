@@ -1,0 +1,81 @@
+"""Validated option dataclasses: type checks on construction, then range checks, one ConfigError each.
+
+A leaf module (it imports only `workbench.errors`), so every options dataclass, the run config's and
+each method's, can use it without importing the rest of the package.
+
+    @dataclass
+    class MyOptions(Validated):
+        k: int = 4  # how many
+
+        def validate(self) -> None:
+            require(self.k >= 1, f"method.k must be >= 1, got {self.k}")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+from workbench.errors import ConfigError
+
+
+def _check_types(obj: Any) -> None:
+    """Raise ConfigError if a dataclass field holds a value of the wrong type (an int passes as float)."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        expected = hints[f.name]
+        if not _matches(value, expected):
+            raise ConfigError(
+                f"{type(obj).__name__}.{f.name} must be {_type_name(expected)}, got {value!r} "
+                f"({type(value).__name__})"
+            )
+
+
+def _matches(value: Any, expected: Any) -> bool:
+    origin = typing.get_origin(expected)
+    if expected is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(expected))
+    if origin is typing.Literal:
+        return value in typing.get_args(expected)
+    if expected is type(None):
+        return value is None
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin is dict:
+        return isinstance(value, dict)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _type_name(expected: Any) -> str:
+    if typing.get_origin(expected) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(expected))
+    return getattr(expected, "__name__", str(expected)).replace("NoneType", "None")
+
+
+class Validated:
+    """Mixin: type-check fields, then run `validate()`; subclasses put range checks in `validate`."""
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        for f in dataclasses.fields(self):  # TOML gives floats for "1e-4" but ints for "1": normalise
+            if typing.get_type_hints(type(self))[f.name] is float and isinstance(getattr(self, f.name), int):
+                object.__setattr__(self, f.name, float(getattr(self, f.name)))
+        self.validate()
+
+    def validate(self) -> None:
+        """Range checks; raise ConfigError with what is wrong and what is accepted."""
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise ConfigError(message) unless condition holds."""
+    if not condition:
+        raise ConfigError(message)
