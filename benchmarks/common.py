@@ -64,7 +64,7 @@ from workbench.data import (
 from workbench.data.tasks import stable_order
 from workbench.lm import answer_loss
 from workbench.memory import static_bytes, track_saved_tensors
-from workbench.methods import build_method, method_config_class
+from workbench.methods import build_method, method_options_class
 from workbench.methods.base import PrepareContext
 from workbench.models import LoadedModel, load_model
 
@@ -161,7 +161,7 @@ class MethodSpec:
 
     def build(self) -> Any:
         """The method object (options validated by its dataclass)."""
-        return build_method(self.method, method_config_class(self.method)(**self.options))
+        return build_method(self.method, method_options_class(self.method)(**self.options))
 
 
 @dataclass

@@ -86,7 +86,7 @@ def allocation(p: Prepared) -> dict[str, Any]:
 
 def grad_ratios(p: Prepared) -> dict[str, Any]:
     """Warm-up median |grad| of V over Q and over K, per layer and the median over layers."""
-    stats = {(s["block"], s["module"]): s["median"] for s in p.method.warmup_grad_stats}
+    stats = {(g.block, g.module): g.phase_grad_stats["median"] for g in p.method.selection()}
     layers = sorted({block for block, _ in stats})
     v_q = [stats[(i, "v_proj")] / stats[(i, "q_proj")] for i in layers]
     v_k = [stats[(i, "v_proj")] / stats[(i, "k_proj")] for i in layers]

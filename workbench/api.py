@@ -112,13 +112,13 @@ class Run(RunReader):
 
 def option_sections(method: str = "lora") -> dict[str, tuple[str, ...]]:
     """The settings each section accepts for `method`: {"train": (...), "record": (...), "method": (...)}."""
-    from workbench.methods import method_config_class
+    from workbench.methods import method_options_class
 
     names = lambda klass: tuple(f.name for f in dataclasses.fields(klass))  # noqa: E731
     return {
         "train": names(TrainConfig),
         "record": names(RecordConfig),
-        "method": names(method_config_class(method)),
+        "method": names(method_options_class(method)),
     }
 
 

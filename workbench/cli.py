@@ -25,6 +25,25 @@ RUN_FLAGS = {
 }
 
 
+METHOD_LIST = "{registered methods}"  # filled in from the method registry when help is shown
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Lists the registered methods where a help text says METHOD_LIST.
+
+    Only when help is shown: the registry imports every method package (torch, peft), which a plain
+    `workbench ls` should not pay for.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = super()._get_help_string(action)
+        if text and METHOD_LIST in text:
+            from workbench.methods import METHODS
+
+            text = text.replace(METHOD_LIST, ", ".join(METHODS.names()))
+        return text
+
+
 def build_run_config(args: argparse.Namespace) -> RunConfig:
     """Config file, then explicit flags, then --set overrides (later wins)."""
     data: dict[str, Any] = load_toml(args.config) if args.config else {}
@@ -237,10 +256,14 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="fine-tune a model with a method on a task, recorded in the run store")
+    run = sub.add_parser(
+        "run",
+        help="fine-tune a model with a method on a task, recorded in the run store",
+        formatter_class=HelpFormatter,
+    )
     run.add_argument("--model", help="built-in alias (smollm2-135m, tiny-llama, ...), local dir or hub id")
     run.add_argument("--task", help="built-in task (polarity, strategyqa, ...) or a local .jsonl/.csv")
-    run.add_argument("--method", help="full, lora, sage, tokentune, smt, spsft")
+    run.add_argument("--method", help=f"one of: {METHOD_LIST}")
     run.add_argument("--steps", type=int, help="optimizer steps")
     run.add_argument("--batch-size", type=int, dest="batch_size")
     run.add_argument("--max-length", type=int, dest="max_length", help="tokens per example")
@@ -280,9 +303,11 @@ def make_parser() -> argparse.ArgumentParser:
     export.add_argument("--runs-dir", dest="runs_dir", default="runs")
     export.set_defaults(func=cmd_export)
     sweep = sub.add_parser(
-        "memory-sweep", help="saved-activation bytes (and GPU peaks) per sequence length x batch size"
+        "memory-sweep",
+        help="saved-activation bytes (and GPU peaks) per sequence length x batch size",
+        formatter_class=HelpFormatter,
     )
-    sweep.add_argument("--method", help="full, lora, sage, tokentune, smt, spsft")
+    sweep.add_argument("--method", help=f"one of: {METHOD_LIST}")
     sweep.add_argument("--model", help="built-in alias, local dir or hub id")
     sweep.add_argument("--task", help="task whose token ids fill the batches (default polarity)")
     sweep.add_argument("--synthetic", action="store_true", help="random token ids instead of task text")

@@ -1,5 +1,8 @@
 """One case matrix: every registered method through the same generic checks on tiny-llama.
 
+The methods and their small options (`tiny_options`: every selection phase runs in a second on
+tiny-llama, hidden 64) come from the registry alone.
+
 Method-specific exactness tests live beside this file (test_sage*, test_smt*, test_spsft*).
 """
 
@@ -15,38 +18,33 @@ from workbench.models import load_model
 from workbench.store import open_run
 from workbench.train import train
 
-# Small settings so every method's selection phase runs in a second on tiny-llama (hidden 64).
-TINY_OPTIONS = {
-    "smt": {"warmup_steps": 2, "block_size": 16, "budget_blocks": 6},
-    "spsft": {"rank": 4, "importance": "taylor", "importance_batches": 2},
-    "sage": {"n_min": 2, "tau": 0.5, "r": 4},
-    "tokentune": {"fraction": 0.3, "r": 4},
-    "lora": {"r": 4},
-}
-
 
 @pytest.fixture(scope="module")
 def runs(tiny_task, tmp_path_factory):
-    """One short real run per registered method, recorded in one runs dir."""
+    """(runs dir, run_of(name)): one short real run per method, trained on first use, in one runs dir."""
     runs_dir = tmp_path_factory.mktemp("matrix")
     results = {}
-    for name in METHODS.names():
-        config = RunConfig(
-            model="tiny-llama",
-            task=tiny_task,
-            method=name,
-            runs_dir=str(runs_dir),
-            method_options=TINY_OPTIONS.get(name, {}),
-            train=TrainConfig(steps=3, batch_size=4, max_length=32, eval_examples=4, lr=1e-2),
-        )
-        results[name] = train(config, progress=False)
-    return runs_dir, results
+
+    def run_of(name: str):
+        if name not in results:
+            config = RunConfig(
+                model="tiny-llama",
+                task=tiny_task,
+                method=name,
+                runs_dir=str(runs_dir),
+                method_options=dict(METHODS.get(name).tiny_options),
+                train=TrainConfig(steps=3, batch_size=4, max_length=32, eval_examples=4, lr=1e-2),
+            )
+            results[name] = train(config, progress=False)
+        return results[name]
+
+    return runs_dir, run_of
 
 
 @pytest.mark.parametrize("name", METHODS.names())
 def test_run_completes_and_records(runs, name):
-    runs_dir, results = runs
-    run = open_run(runs_dir, results[name].run_id)
+    runs_dir, run_of = runs
+    run = open_run(runs_dir, run_of(name).run_id)
     assert run.status == "completed"
     summary = run.summary
     assert 0 < summary["trainable_parameters"] <= summary["total_parameters"]
@@ -57,8 +55,8 @@ def test_run_completes_and_records(runs, name):
 @pytest.mark.parametrize("name", METHODS.names())
 def test_export_reproduces_the_trained_model(runs, name, tmp_path):
     """restore(adapter) + merge == the exported model reloaded by transformers; and it differs from base."""
-    runs_dir, results = runs
-    run = open_run(runs_dir, results[name].run_id)
+    runs_dir, run_of = runs
+    run = open_run(runs_dir, run_of(name).run_id)
     config = RunConfig.from_dict(run.config)
     loaded = load_model("tiny-llama")
     ids = torch.arange(3, 30)[None]

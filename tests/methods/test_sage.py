@@ -20,7 +20,8 @@ from workbench.data.batch import IGNORE_INDEX, Batch
 from workbench.lm import answer_logits, answer_loss
 from workbench.memory.saved import track_saved_tensors
 from workbench.methods.base import PrepareContext, TokenSelection
-from workbench.methods.sage import SAGE, SageOptions, TokenTune, TokenTuneOptions
+from workbench.methods.sage import SAGE, SageOptions
+from workbench.methods.tokentune import TokenTune, TokenTuneOptions
 from workbench.models.anatomy import anatomy_of
 from workbench.models.tiny import tiny_model
 

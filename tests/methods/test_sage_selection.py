@@ -15,10 +15,16 @@ from workbench.errors import ConfigError
 from workbench.lm import answer_loss
 from workbench.methods import build_method
 from workbench.methods.base import PrepareContext
-from workbench.methods.sage import SAGE, SageOptions, TokenTune, TokenTuneOptions, attention_saliency
-from workbench.methods.sage import saliency as saliency_module
-from workbench.methods.sage.budget import SaliencySelector, authors_budget, paper_budget, top_selection
-from workbench.methods.sage.saliency import BlockView, norm_saliency, random_saliency
+from workbench.methods.sage import SAGE, SageOptions, SaliencySelector
+from workbench.methods.token_sparse import saliency as saliency_module
+from workbench.methods.token_sparse.budget import authors_budget, paper_budget, top_selection
+from workbench.methods.token_sparse.saliency import (
+    BlockView,
+    attention_saliency,
+    norm_saliency,
+    random_saliency,
+)
+from workbench.methods.tokentune import TokenTune, TokenTuneOptions
 from workbench.models.anatomy import anatomy_of
 from workbench.models.tiny import tiny_model
 

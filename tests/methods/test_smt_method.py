@@ -100,9 +100,10 @@ def test_prepare_swaps_the_chosen_targets_and_freezes_the_rest() -> None:
     assert method.targets == [f"model.layers.{i}.self_attn.{n}" for i in range(4) for n in QKV]
     assert sum(method.allocation().values()) == 10
 
-    assert len(method.warmup_grad_stats) == 12
-    for stats in method.warmup_grad_stats:
-        assert set(stats) == {"block", "module", "median", "mean", "max"}
+    assert len(method.selection()) == 12
+    for grid in method.selection():
+        stats = grid.phase_grad_stats
+        assert set(stats) == {"median", "mean", "max"}
         assert 0 < stats["median"] and 0 < stats["mean"] <= stats["max"]
 
 
@@ -227,7 +228,7 @@ def test_activation_selection() -> None:
     assert sum(int(g.selected.sum()) for g in grids) == 6
     for g in grids:
         assert (g.scores == g.scores[:1]).all()  # one score per input column block
-    assert method.warmup_grad_stats == []
+    assert all(g.phase_grad_stats == {} for g in grids)
     for name, p in model.named_parameters():  # forward only: no weight moved
         name = name.replace(".base_layer.weight", ".weight")
         if not name.endswith(".blocks"):

@@ -7,21 +7,13 @@ from typing import Any
 
 import torch
 
-import workbench.methods.sage  # noqa: F401  (registers sage and tokentune)
-import workbench.methods.smt  # noqa: F401  (registers smt)
 from workbench.config import RecordConfig, RunConfig, TrainConfig
+from workbench.methods import METHODS as REGISTRY
 from workbench.recorders import RecorderBase, default_recorders
 
-METHODS = ("full", "lora", "sage", "tokentune", "smt", "spsft")
-# small, fast options that still exercise each method's selection
-OPTIONS: dict[str, dict[str, Any]] = {
-    "full": {},
-    "lora": {"r": 4, "dropout": 0.1},  # dropout: recorders must not disturb the RNG stream
-    "sage": {"r": 4, "n_min": 2, "align_layers": 1},
-    "tokentune": {"r": 4},  # random selection: recorders must not disturb its generator
-    "smt": {"warmup_steps": 2, "budget_blocks": 6, "block_size": 16},
-    "spsft": {"rank": 8, "importance": "taylor", "importance_batches": 2},
-}
+METHODS = REGISTRY.names()  # every registered method
+# each method's small, fast options that still exercise its selection (declared by the method)
+OPTIONS: dict[str, dict[str, Any]] = {name: dict(cls.tiny_options) for name, cls in REGISTRY.items()}
 STEPS = 4
 EVERY = 2  # recorded steps: 1, 2, 4
 

@@ -28,13 +28,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from workbench.config import RunConfig, require
+from workbench.config import RunConfig
 from workbench.data import Batch, collate, encode_example, pad_token_id, train_batches
 from workbench.data.batch import IGNORE_INDEX
 from workbench.lm import answer_loss
 from workbench.memory.device import measure_device_peaks, reset_device_peaks
 from workbench.memory.saved import track_saved_tensors
 from workbench.memory.static import static_bytes
+from workbench.validation import require
 
 KIND = "memory-sweep"  # manifest config["kind"] of a sweep run
 STATIC = ("params_frozen", "params_trainable", "gradients")  # no optimizer: a sweep takes no step

@@ -1,28 +1,17 @@
-"""Fine-tuning methods, found through one registry.
+"""Fine-tuning methods: one folder per method, discovered (workbench/methods/registry.py).
 
-Adding a method means adding its module here and decorating its class with `@METHODS.register(name)`;
-the CLI, app and tests pick it up from the registry. Each method class has a `config_class`
-(its options dataclass), a `name` and a `default_lr`.
+Each subpackage (`full/`, `lora/`, `sage/`, `tokentune/`, `smt/`, `spsft/`) registers one class that
+implements the Method contract of `base.py` and declares its metadata; shared mechanisms live beside
+them (`token_sparse/`: the sparse-block token selection SAGE and TokenTune compose; `gradient_phase.py`;
+`base.swap_linears`). docs/ADDING_A_METHOD.md walks through adding one.
 """
 
-from __future__ import annotations
+from workbench.methods.registry import (
+    METHODS,
+    build_method,
+    method_class,
+    method_options_class,
+    register_method,
+)
 
-from typing import Any
-
-from workbench.registry import Registry
-
-METHODS: Registry[Any] = Registry("method")
-
-
-def method_config_class(name: str) -> type:
-    """The options dataclass of method `name` (ConfigError if the method is unknown)."""
-    return METHODS.get(name).config_class
-
-
-def build_method(name: str, options: Any) -> Any:
-    """Instantiate method `name` with its (validated) options dataclass."""
-    return METHODS.get(name)(options)
-
-
-# Registration happens on import; keep this list in the order methods appear in docs and the app.
-from workbench.methods import full, lora, sage, smt, spsft  # noqa: E402,F401
+__all__ = ["METHODS", "build_method", "method_class", "method_options_class", "register_method"]

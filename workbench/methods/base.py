@@ -67,6 +67,9 @@ class BlockGridSelection:
     block_size: int
     scores: torch.Tensor  # (out/b, in/b) float
     selected: torch.Tensor  # (out/b, in/b) bool
+    # |grad| of this matrix over the selection phase (SMT's warm-up): "median" and "mean" of each step's
+    # |G| averaged over the steps, "max" over the steps; empty when the selection used no gradient
+    phase_grad_stats: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,10 +86,23 @@ Selection = TokenSelection | BlockGridSelection | RowSelection
 
 
 class Method(Protocol):
-    """The contract every fine-tuning method implements (see workbench/methods/*)."""
+    """The contract every fine-tuning method implements (see workbench/methods/*).
 
-    name: ClassVar[str]
-    default_lr: ClassVar[float]
+    The class declares its metadata (checked by `registry.register_method`); the loop, the recorders,
+    export, the CLI, the app and the generic tests use nothing else of a method.
+    """
+
+    # ---- metadata, declared on the class ----
+    name: ClassVar[str]  # registry name, e.g. "lora"
+    default_lr: (
+        float  # peak learning rate when train.lr is None (an instance may refine it, e.g. SAGE's base)
+    )
+    options_class: ClassVar[type]  # its options dataclass (a `workbench.validation.Validated` dataclass)
+    table_options: ClassVar[tuple[str, ...]]  # options worth a column in run tables (others: hover, details)
+    color: ClassVar[str]  # its colour in every figure and the app (hex)
+    tiny_options: ClassVar[dict[str, Any]]  # small options for the tiny-model tests (fast selection phases)
+
+    options: Any  # this instance's options, an `options_class`
 
     def check(self, anatomy: ModelAnatomy) -> None:
         """Validate the options against the model's shapes (ConfigError) before anything is written."""
@@ -101,7 +117,11 @@ class Method(Protocol):
         """Context active during each *training* forward (evaluation runs a plain dense forward)."""
 
     def selection(self) -> list[Selection]:
-        """What the method chose (tokens of the last batch / blocks / rows); empty if nothing."""
+        """What the method chose (tokens of the last batch / blocks / rows, with the selection phase's
+        gradient statistics); empty if nothing."""
+
+    def generators(self) -> list[torch.Generator]:
+        """The random generators its training draws from (probe forwards restore their states)."""
 
     def adapter_state(self) -> dict[str, torch.Tensor]:
         """Tensors that rebuild the trained model from the base model with `restore` (indices + values)."""
@@ -113,13 +133,16 @@ class Method(Protocol):
         """Fold the training into plain weights and return a normal transformers causal LM."""
 
 
-class NoSelectionMixin:
-    """Defaults for methods with nothing to select and no forward context."""
+class MethodDefaults:
+    """Defaults for methods with no forward context, nothing to select and no random generator."""
 
     def forward_context(self, batch: Batch) -> AbstractContextManager[None]:
         return contextlib.nullcontext()
 
     def selection(self) -> list[Selection]:
+        return []
+
+    def generators(self) -> list[torch.Generator]:
         return []
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch import nn
 
+from workbench.methods.base import Method
 from workbench.models.anatomy import ModelAnatomy
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class RecordingSession:
 
     model: nn.Module
     anatomy: ModelAnatomy
-    method: Any  # a workbench.methods.base.Method
+    method: Method
     writer: RunWriter
     device: torch.device
     tokenizer: Any = None  # decodes probe tokens into text (saliency rows)

@@ -4,8 +4,8 @@ Writes, from `method.selection()` (BlockGridSelection per target matrix) when th
 - table blocks: one row per b x b block of every target matrix, chosen or not: step 0, layer, module
   (projection name), row_block, col_block, score, selected. The Q/K/V (o / MLP) shares per layer follow
   from it: chosen blocks per (layer, module) over the layer's chosen blocks (the paper's Fig. 5);
-- table grads: the warm-up's gradient statistics per target matrix (SMT's `warmup_grad_stats`): step 0,
-  phase "warmup", stat median / mean (of |G| per warm-up step, averaged over the steps) and max;
+- table grads: the warm-up's gradient statistics per target matrix (each grid's `phase_grad_stats`):
+  step 0, phase "warmup", stat median / mean (of |G| per warm-up step, averaged over the steps) and max;
 - summary: "blocks_selected" = chosen blocks per projection name.
 Methods without block grids write nothing.
 """
@@ -18,8 +18,6 @@ import torch
 
 from workbench.methods.base import BlockGridSelection
 from workbench.recorders.base import RecorderBase
-
-WARMUP_STATS = ("median", "mean", "max")
 
 
 class BlockRecorder(RecorderBase):
@@ -38,23 +36,13 @@ class BlockRecorder(RecorderBase):
         self.session.writer.add("blocks", _grid_columns(grids))
         for grid in grids:
             self.selected[grid.module] = self.selected.get(grid.module, 0) + int(grid.selected.sum())
-        stats = getattr(self.session.method, "warmup_grad_stats", None) or []
+        stats = [
+            {"step": 0, "layer": g.block, "module": g.module, "stat": stat, "value": value, "phase": "warmup"}
+            for g in grids
+            for stat, value in g.phase_grad_stats.items()
+        ]
         if stats:
-            self.session.writer.add(
-                "grads",
-                [
-                    {
-                        "step": 0,
-                        "layer": s["block"],
-                        "module": s["module"],
-                        "stat": stat,
-                        "value": s[stat],
-                        "phase": "warmup",
-                    }
-                    for s in stats
-                    for stat in WARMUP_STATS
-                ],
-            )
+            self.session.writer.add("grads", stats)
 
     def summary(self) -> dict[str, Any]:
         return {"blocks_selected": dict(self.selected)} if self.selected else {}

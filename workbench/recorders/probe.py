@@ -6,8 +6,8 @@ recorded steps comes from training alone.
 
 A probe forward must leave training exactly as it was (tests compare gradients bit for bit): it runs
 under no_grad, with dropout off (so drift between steps is not dropout noise), and restores every
-random stream it might touch: the global CPU / CUDA generators and any torch.Generator the method
-owns (TokenTune's random selection draws from one).
+random stream it might touch: the global CPU / CUDA generators and the generators the method declares
+(`Method.generators()`: TokenTune's random selection draws from one).
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ import torch
 from torch import nn
 
 from workbench.data import Batch, collate, encode_example, pad_token_id
+from workbench.methods.base import Method
 from workbench.recorders.base import RecordingSession
-
-GENERATOR_SEARCH_DEPTH = 4  # method -> sparse blocks -> selector -> generator, with one level to spare
 
 
 @dataclass
@@ -45,35 +44,11 @@ def build_probe(session: RecordingSession, n: int) -> Probe:
     return Probe(batch, tokens)
 
 
-def _owned_generators(root: object) -> list[torch.Generator]:
-    """torch.Generator objects reachable from `root` through attributes of workbench objects.
-
-    Only objects defined in workbench are searched (not modules, tensors or containers), a few levels
-    deep: enough to find a selector's generator without knowing where a method keeps it.
-    """
-    found: list[torch.Generator] = []
-    seen: set[int] = set()
-    stack = [(root, 0)]
-    while stack:
-        obj, depth = stack.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, torch.Generator):
-            found.append(obj)
-            continue
-        ours = type(obj).__module__.startswith("workbench")
-        if depth >= GENERATOR_SEARCH_DEPTH or not ours or isinstance(obj, (nn.Module, torch.Tensor)):
-            continue
-        stack.extend((value, depth + 1) for value in getattr(obj, "__dict__", {}).values())
-    return found
-
-
 @contextlib.contextmanager
-def probe_forward(model: nn.Module, method: object, device: torch.device) -> Iterator[None]:
+def probe_forward(model: nn.Module, method: Method, device: torch.device) -> Iterator[None]:
     """Run forwards inside without any effect on training: no_grad, dropout off, RNG streams restored."""
     training = {module: module.training for module in model.modules()}
-    generators = [(g, g.get_state()) for g in _owned_generators(method)]
+    generators = [(g, g.get_state()) for g in method.generators()]
     devices = [device] if device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=devices), torch.no_grad():

@@ -86,9 +86,9 @@ class SaliencyRecorder(RecorderBase):
 
     def _observed_selection(self) -> list[TokenSelection]:
         """What SAGE (default tau, n_min) would choose in each block during a dense probe forward."""
-        from workbench.methods.sage.budget import paper_budget, top_selection
         from workbench.methods.sage.config import SageOptions
-        from workbench.methods.sage.saliency import attention_saliency
+        from workbench.methods.token_sparse.budget import paper_budget, top_selection
+        from workbench.methods.token_sparse.saliency import attention_saliency
 
         s, batch = self.session, self.probe.batch
         defaults = SageOptions()

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from workbench.config import Validated
-from workbench.methods import METHODS
-from workbench.methods.base import NoSelectionMixin, PrepareContext
+from workbench.methods.base import MethodDefaults, PrepareContext
+from workbench.methods.registry import register_method
 from workbench.models.anatomy import ModelAnatomy
+from workbench.validation import Validated
 
 
 @dataclass
@@ -18,13 +18,16 @@ class FullOptions(Validated):
     """Full fine-tuning has no options of its own (learning rate etc. live in TrainConfig)."""
 
 
-@METHODS.register("full")
-class FullFineTuning(NoSelectionMixin):
+@register_method
+class FullFineTuning(MethodDefaults):
     """Every parameter of the model is trainable."""
 
     name = "full"
     default_lr = 2e-5
-    config_class = FullOptions
+    options_class = FullOptions
+    table_options = ()
+    color = "#000000"
+    tiny_options: dict = {}
 
     def __init__(self, options: FullOptions) -> None:
         self.options = options

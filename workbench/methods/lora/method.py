@@ -1,58 +1,20 @@
 """LoRA through the peft library: the baseline every sparse method is compared with.
 
-`LoraOptions` and `apply_lora` are shared with SAGE, whose default base is LoRA.
+`apply_lora` and the adapter save / restore / merge are shared with SAGE and TokenTune (base = lora).
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from torch import nn
 
-from workbench.config import Validated, require
-from workbench.methods import METHODS
-from workbench.methods.base import NoSelectionMixin, PrepareContext
-from workbench.models.anatomy import ATTENTION_LINEARS, LINEAR_NAMES, MLP_LINEARS, ModelAnatomy
-
-LORA_TARGETS = {
-    "all": LINEAR_NAMES,  # q, k, v, o, gate, up, down: the LLaMA default of the papers
-    "attention": ATTENTION_LINEARS,
-    "qv": ("q_proj", "v_proj"),
-    "mlp": MLP_LINEARS,  # "FA-LoRA" (frozen attention) in the SPSFT paper
-}
-
-
-@dataclass
-class LoraOptions(Validated):
-    """LoRA adapter settings (peft LoraConfig)."""
-
-    r: int = 16  # adapter rank
-    alpha: float = 32.0  # scaling numerator: the update is (alpha / r) * B A x
-    dropout: float = 0.0  # > 0 makes every adapted layer keep an extra copy of its input for backward
-    targets: str = "all"  # all | attention | qv | mlp
-
-    def validate(self) -> None:
-        require(self.r >= 1, f"method.r must be >= 1, got {self.r}")
-        require(self.alpha > 0, f"method.alpha must be > 0, got {self.alpha}")
-        require(0 <= self.dropout < 1, f"method.dropout must be in [0, 1), got {self.dropout}")
-        require(
-            self.targets in LORA_TARGETS,
-            f"unknown LoRA targets {self.targets!r}; accepted: {', '.join(LORA_TARGETS)}",
-        )
-
-
-def check_lora_rank(options: LoraOptions, anatomy: ModelAnatomy) -> None:
-    """A rank above the width of a targeted layer is a ConfigError naming the layer."""
-    for name in LORA_TARGETS[options.targets]:
-        out_features, in_features = anatomy.linear_shapes()[name]
-        require(
-            options.r <= min(out_features, in_features),
-            f"method.r={options.r} exceeds the width of {name} ({out_features} x {in_features}); "
-            f"use r <= {min(out_features, in_features)}",
-        )
+from workbench.methods.base import MethodDefaults, PrepareContext
+from workbench.methods.lora.config import LORA_TARGETS, LoraOptions, check_lora_rank
+from workbench.methods.registry import register_method
+from workbench.models.anatomy import ModelAnatomy
 
 
 def apply_lora(model: nn.Module, options: LoraOptions) -> PeftModel:
@@ -91,13 +53,16 @@ class LoraAdapterMixin:
         return self.peft_model.merge_and_unload()
 
 
-@METHODS.register("lora")
-class LoRA(LoraAdapterMixin, NoSelectionMixin):
+@register_method
+class LoRA(LoraAdapterMixin, MethodDefaults):
     """Low-rank adapters on the chosen projections; everything else frozen."""
 
     name = "lora"
     default_lr = 2e-4
-    config_class = LoraOptions
+    options_class = LoraOptions
+    table_options = ("r", "targets")
+    color = "#0072B2"
+    tiny_options = {"r": 4, "dropout": 0.1}  # dropout: recorders must not disturb the RNG stream
 
     def __init__(self, options: LoraOptions) -> None:
         self.options = options

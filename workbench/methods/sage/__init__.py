@@ -1,12 +1,11 @@
-"""SAGE (saliency-guided sparse backward) and TokenTune, sharing one sparse-block mechanism.
+"""SAGE: saliency-guided sparse backward (Kim & Lee, ACL 2025).
 
-Files: config.py (options), saliency.py (pure per-block saliency metrics), budget.py (how many tokens,
-which ones: the selectors), block.py (the sparse block forwards and the layer wrapper), method.py (the
-registered methods `sage` and `tokentune`).
+config.py (SageOptions), selector.py (SaliencySelector: metric, then the budget rule), method.py (the
+`sage` method: the shared token-sparse mechanism of workbench/methods/token_sparse with this selector).
 """
 
-from workbench.methods.sage.config import SageOptions, TokenTuneOptions
-from workbench.methods.sage.method import SAGE, TokenTune
-from workbench.methods.sage.saliency import attention_saliency
+from workbench.methods.sage.config import SageOptions
+from workbench.methods.sage.method import SAGE
+from workbench.methods.sage.selector import SaliencySelector
 
-__all__ = ["SAGE", "SageOptions", "TokenTune", "TokenTuneOptions", "attention_saliency"]
+__all__ = ["SAGE", "SageOptions", "SaliencySelector"]

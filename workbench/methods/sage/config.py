@@ -1,23 +1,18 @@
-"""Options of SAGE and TokenTune (both extend LoraOptions: the adapter settings are shared with `lora`)."""
+"""SAGE's options (they extend the token-sparse options: LoRA's adapter settings and the base)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.config import require
-from workbench.methods.lora import LoraOptions
+from workbench.methods.token_sparse.options import TokenSparseOptions
+from workbench.validation import require
 
 METRICS = ("attention", "random", "norm", "attention_norm")
 BUDGET_RULES = ("paper", "authors")
-BASES = ("lora", "full")
-
-
-def _check_base(base: str) -> None:
-    require(base in BASES, f"unknown method.base {base!r}; accepted: {', '.join(BASES)}")
 
 
 @dataclass
-class SageOptions(LoraOptions):
+class SageOptions(TokenSparseOptions):
     """SAGE: saliency-guided sparse backward (Kim & Lee, ACL 2025), on top of LoRA (or full fine-tuning).
 
     The LoRA fields (r, alpha, dropout, targets) keep the `lora` baseline's defaults so that the two
@@ -41,8 +36,6 @@ class SageOptions(LoraOptions):
     # "authors" = the released code's rule: the 0-based index of the cumulative sum closest to tau
     # (one token fewer than it means), at least n_min. Only to reproduce their runs.
     budget_rule: str = "paper"
-    # What trains: "lora" (adapters through peft, the paper's SAGE_LoRA) or "full" (every weight).
-    base: str = "lora"
 
     def validate(self) -> None:
         super().validate()
@@ -56,35 +49,3 @@ class SageOptions(LoraOptions):
             self.budget_rule in BUDGET_RULES,
             f"unknown method.budget_rule {self.budget_rule!r}; accepted: {', '.join(BUDGET_RULES)}",
         )
-        _check_base(self.base)
-
-
-@dataclass
-class TokenTuneOptions(LoraOptions):
-    """TokenTune (Simoulin et al., EMNLP 2024): backward through k random tokens per example.
-
-    Set exactly one of `fraction` and `count`. Output tokens are always kept, on top of the k.
-    """
-
-    # Share of each example's real (non-padding) tokens kept for backward, k = ceil(fraction * length).
-    fraction: float | None = 0.3
-    # Or a fixed number k of kept tokens per example (capped at the example's length); set fraction = None.
-    count: int | None = None
-    # False (TokenTune): one random subset per example, used by every block. True: a fresh draw per block
-    # (SAGE's "random" ablation draws per block; use `sage` with metric = "random" for its budget rule).
-    per_block: bool = False
-    # What trains: "lora" (adapters through peft) or "full" (every weight).
-    base: str = "lora"
-
-    def validate(self) -> None:
-        super().validate()
-        require(
-            (self.fraction is None) != (self.count is None),
-            "set exactly one of method.fraction and method.count "
-            f"(got fraction={self.fraction}, count={self.count})",
-        )
-        if self.fraction is not None:
-            require(0.0 < self.fraction <= 1.0, f"method.fraction must be in (0, 1], got {self.fraction}")
-        if self.count is not None:
-            require(self.count >= 1, f"method.count must be >= 1, got {self.count}")
-        _check_base(self.base)

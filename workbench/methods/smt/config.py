@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.config import Validated, require
 from workbench.models.anatomy import ATTENTION_LINEARS, LINEAR_NAMES, MLP_LINEARS
+from workbench.validation import Validated, require
 
 SMT_TARGETS = {
     "qkv": ("q_proj", "k_proj", "v_proj"),  # the paper's choice (Sec. 5.1: attention beats MLP, V wins)

@@ -9,20 +9,17 @@ frozen nn.Linear: no weight gradient, no saved input (the paper: "SMT freezes th
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
 from torch import nn
 
-from workbench.config import require
 from workbench.data.batch import Batch
-from workbench.methods import METHODS
 from workbench.methods.base import (
     BlockGridSelection,
+    MethodDefaults,
     PrepareContext,
     Selection,
     freeze,
@@ -30,6 +27,7 @@ from workbench.methods.base import (
     unswap_linears,
 )
 from workbench.methods.gradient_phase import accumulate_gradients
+from workbench.methods.registry import register_method
 from workbench.methods.smt.config import BLOCK_SIZE_CANDIDATES, SMTOptions
 from workbench.methods.smt.layer import SparseBlockLinear
 from workbench.methods.smt.scoring import (
@@ -40,19 +38,23 @@ from workbench.methods.smt.scoring import (
     select_top_blocks,
 )
 from workbench.models.anatomy import LINEAR_NAMES, MLP_LINEARS, ModelAnatomy
+from workbench.validation import require
 
 Key = tuple[int, str]  # (transformer block index, projection name)
 
 
-@METHODS.register("smt")
-class SMT:
+@register_method
+class SMT(MethodDefaults):
     """Sparse sub-matrix tuning (He et al., ICLR 2025): only the top-scoring weight blocks train."""
 
     name = "smt"
     # The authors' script trains the blocks at 1e-4 (smt_learning_rate), between LoRA's 2e-4 and full
     # fine-tuning's 2e-5: the blocks are raw weight deltas (no alpha/r scaling), updated by Adam.
     default_lr = 1e-4
-    config_class = SMTOptions
+    options_class = SMTOptions
+    table_options = ("budget", "targets", "selection")
+    color = "#009E73"
+    tiny_options = {"warmup_steps": 2, "block_size": 16, "budget_blocks": 6}
 
     def __init__(self, options: SMTOptions) -> None:
         self.options = options
@@ -63,8 +65,9 @@ class SMT:
         self.swapped: dict[Key, SparseBlockLinear] = {}  # the targets that got blocks
         self.warmup_updated = False  # True when the warm-up changed the target weights (saved in the state)
         # Per target matrix: median / mean of |g| per warm-up step averaged over the steps (the paper's
-        # Fig. 3), max of |g| over the steps. Empty for activation selection (no gradient).
-        self.warmup_grad_stats: list[dict[str, Any]] = []
+        # Fig. 3), max of |g| over the steps. Empty for activation selection (no gradient). Reported
+        # through selection() as each grid's phase_grad_stats.
+        self._warmup_grad_stats: dict[Key, dict[str, float]] = {}
         self._grids: list[BlockGridSelection] = []
 
     # ---- checks and budget -------------------------------------------------------------------------
@@ -138,7 +141,12 @@ class SMT:
             selected.update(zip(pool, masks, strict=True))
 
         b = self.block_size
-        self._grids = [BlockGridSelection(i, n, b, scores[(i, n)], selected[(i, n)]) for i, n in keys]
+        self._grids = [
+            BlockGridSelection(
+                i, n, b, scores[(i, n)], selected[(i, n)], dict(self._warmup_grad_stats.get((i, n), {}))
+            )
+            for i, n in keys
+        ]
         freeze(ctx.model)
         chosen = [key for key in keys if selected[key].any()]
         self.swapped = swap_linears(
@@ -169,12 +177,10 @@ class SMT:
                 handle.remove()
         self.warmup_updated = opts.update_during_warmup
         steps = opts.warmup_steps
-        self.warmup_grad_stats = []
-        for (index, name), s in sums.items():
+        self._warmup_grad_stats = {}
+        for key, s in sums.items():
             median, mean, peak = s.tolist()
-            self.warmup_grad_stats.append(
-                {"block": index, "module": name, "median": median / steps, "mean": mean / steps, "max": peak}
-            )
+            self._warmup_grad_stats[key] = {"median": median / steps, "mean": mean / steps, "max": peak}
         return {key: block_scores(g, self.block_size, opts.score).cpu() for key, g in grads.items()}
 
     @staticmethod
@@ -237,9 +243,6 @@ class SMT:
 
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
         return {f"{self._path(key)}.blocks": module.blocks for key, module in self.swapped.items()}
-
-    def forward_context(self, batch: Batch) -> AbstractContextManager[None]:
-        return contextlib.nullcontext()
 
     def selection(self) -> list[Selection]:
         """The block grid of every target matrix: scores (NaN after `restore`) and chosen blocks."""

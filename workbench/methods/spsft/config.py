@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workbench.config import Validated, require
 from workbench.models.anatomy import LINEAR_NAMES, MLP_LINEARS, ModelAnatomy
+from workbench.validation import Validated, require
 
 SPSFT_TARGETS = {
     "all": LINEAR_NAMES,  # q, k, v, o, gate, up, down of every block (the paper's "SPSFT")

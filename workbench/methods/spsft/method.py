@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-from contextlib import AbstractContextManager
-
 import torch
 from torch import nn
 
-from workbench.data.batch import Batch
-from workbench.methods import METHODS
 from workbench.methods.base import (
+    MethodDefaults,
     PrepareContext,
     RowSelection,
     Selection,
@@ -18,6 +14,7 @@ from workbench.methods.base import (
     swap_linears,
     unswap_linears,
 )
+from workbench.methods.registry import register_method
 from workbench.methods.spsft.config import SPSFTOptions
 from workbench.methods.spsft.importance import compute_importance, top_rows
 from workbench.methods.spsft.layer import RowSparseLinear
@@ -27,13 +24,16 @@ from workbench.models.anatomy import ModelAnatomy
 ROWS, WEIGHT_F, SCORES = "rows", "weight_f", "scores"
 
 
-@METHODS.register("spsft")
-class SPSFT:
+@register_method
+class SPSFT(MethodDefaults):
     """Structured-pruning sparse fine-tuning: per target linear, train only its top-r important rows."""
 
     name = "spsft"
     default_lr = 2e-5  # the paper's Llama setting (LoRA 1e-4 there), linear decay after 3% warm-up
-    config_class = SPSFTOptions
+    options_class = SPSFTOptions
+    table_options = ("rank", "ratio", "importance")
+    color = "#CC79A7"
+    tiny_options = {"rank": 4, "importance": "taylor", "importance_batches": 2}
 
     def __init__(self, options: SPSFTOptions) -> None:
         self.options = options
@@ -60,9 +60,6 @@ class SPSFT:
 
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
         return {f"{self._path(key)}.{WEIGHT_F}": module.weight_f for key, module in self.swapped.items()}
-
-    def forward_context(self, batch: Batch) -> AbstractContextManager[None]:
-        return contextlib.nullcontext()
 
     def selection(self) -> list[Selection]:
         out: list[Selection] = []

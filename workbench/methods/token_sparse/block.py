@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.methods.base import TokenSelection
-from workbench.methods.sage.budget import TokenSelector
-from workbench.methods.sage.saliency import (
+from workbench.methods.token_sparse.budget import TokenSelector
+from workbench.methods.token_sparse.saliency import (
     BlockView,
     allowed_keys,
     attention_probs,

@@ -1,7 +1,8 @@
-"""How many tokens each block keeps, and which: budget rules, top-p selection and the token selectors.
+"""How many tokens each block keeps, and which: budget rules, top-p selection and the selector contract.
 
 A *selector* is the one plug point SAGE and TokenTune differ in: given a block's inputs it returns the
-scores, the kept tokens and the budget. The sparse block (block.py) is the same for both.
+scores, the kept tokens and the budget (SAGE's `sage/selector.py`, TokenTune's `tokentune/selector.py`).
+The sparse block (block.py) is the same for both.
 
 Conventions (also in the method docs):
 - Scores are normalised over the candidate tokens (real tokens; in aligned blocks the tokens still
@@ -19,7 +20,7 @@ from typing import Protocol
 
 import torch
 
-from workbench.methods.sage.saliency import BlockView, combined_saliency, norm_saliency, random_saliency
+from workbench.methods.token_sparse.saliency import BlockView
 
 # Cumulative sums are compared with tau up to this slack: normalised float scores sum to 1 only up to
 # rounding, and tau = 1.0 must still stop at the last token rather than fall through.
@@ -79,7 +80,7 @@ def top_selection(
     return kept | outputs
 
 
-# ---- selectors: the plug point shared by SAGE and TokenTune ------------------------------------------
+# ---- the selector contract: the plug point SAGE and TokenTune fill ---------------------------------
 
 
 @dataclass
@@ -95,59 +96,3 @@ class TokenSelector(Protocol):
     """Chooses the tokens of one block. `memo` is scratch space for one forward (cleared at block 0)."""
 
     def select(self, view: BlockView, memo: dict) -> Choice: ...
-
-
-@dataclass
-class SaliencySelector:
-    """SAGE: a saliency metric, then the budget rule (Eqs. 3-5)."""
-
-    metric: str  # attention | random | norm | attention_norm
-    tau: float
-    n_min: int
-    rule: str = "paper"  # paper | authors
-    generator: torch.Generator | None = None  # for metric = random
-
-    def scores(self, view: BlockView) -> torch.Tensor:
-        if self.metric == "attention":
-            return view.attention_scores()
-        if self.metric == "norm":
-            return norm_saliency(view.hidden, view.candidates)
-        if self.metric == "attention_norm":
-            return combined_saliency(
-                view.attention_scores(), norm_saliency(view.hidden, view.candidates), view.candidates
-            )
-        if self.metric == "random":
-            return random_saliency(view.candidates, self.generator)
-        raise ValueError(f"unknown metric {self.metric!r}")
-
-    def select(self, view: BlockView, memo: dict) -> Choice:
-        scores = self.scores(view)
-        per_example = BUDGET_RULES[self.rule](scores, view.candidates, self.tau, self.n_min)  # (B,)
-        budget = int(per_example.max()) if per_example.numel() else 0
-        return Choice(scores, top_selection(scores, view.candidates, view.outputs, budget), budget)
-
-
-@dataclass
-class RandomCountSelector:
-    """TokenTune: k random non-output tokens per example (fraction of its length or a count), plus Y."""
-
-    generator: torch.Generator
-    fraction: float | None = None
-    count: int | None = None
-    per_block: bool = False  # False: one draw per forward, shared by every block (TokenTune)
-
-    def select(self, view: BlockView, memo: dict) -> Choice:
-        if not self.per_block and "random_count" in memo:
-            return memo["random_count"]
-        scores = random_saliency(view.candidates, self.generator)
-        pool = view.candidates & ~view.outputs  # the k are drawn among the non-output tokens
-        if self.count is not None:
-            k = torch.full(pool.shape[:1], self.count, device=pool.device)
-        else:  # ceil with a little slack: 0.3 * 10 is 3.0000000000000004 in floating point
-            k = torch.ceil(self.fraction * view.candidates.sum(-1).double() - 1e-9).long()
-        k = torch.minimum(k, pool.sum(-1))  # (B,)
-        choice = Choice(
-            scores, top_selection(scores, pool, view.outputs, k), int(k.max()) if k.numel() else 0
-        )
-        memo["random_count"] = choice
-        return choice

@@ -1,29 +1,25 @@
-"""SAGE and TokenTune: one sparse-block mechanism, two token selectors, LoRA or full weights underneath.
+"""The mechanism SAGE and TokenTune share: a base (LoRA or full weights) whose decoder blocks run the
+sparse block, driven by the method's own token selector.
 
-Both methods train what their `base` trains (peft LoRA adapters, or every weight) and differ only in the
-selector plugged into the same `SparseBlocks` (block.py):
+A token-sparse method is this mechanism composed with a selector: the method class declares its
+metadata and hands `TokenSparseMethod.__init__` a selector factory (and, for SAGE, how many deepest
+blocks run the sparse forward). Everything else of the Method contract lives here once:
 
-- SAGE (`sage`): attention saliency from the output tokens per block, the tau / n_min budget, and
-  optionally the sparse forward in the deepest `align_layers` blocks.
-- TokenTune (`tokentune`): k random tokens per example, output tokens kept, sparse backward everywhere.
+    @register_method
+    class TokenTune(TokenSparseMethod):
+        name = "tokentune"; options_class = TokenTuneOptions; ...
+        def __init__(self, options):
+            super().__init__(options, lambda generator: RandomCountSelector(generator, ...))
 
-Decisions (where the paper leaves room, or where we depart from the authors' code):
+Decisions shared by both (where the papers leave room, or where we depart from the authors' code):
 - Output tokens Y = `Batch.output_mask` (positions whose next-token prediction is in the loss). They are
-  added on top of the paper's Top-p set (S = Top-p(u) | Y): the budget p of Eq. 4 counts only by saliency,
-  and Y always gets gradient / passes through. Their own scores stay in u (they attend to themselves).
-- Budget: p_b per example (paper: smallest p >= n_min reaching tau; `budget_rule="authors"` reproduces the
-  released off-by-one rule), the batch keeps p = max_b p_b per example, capped at each example's length.
-  Ties go to the lowest position (no argsort-tie "first four tokens").
-- Aligned blocks (the deepest `align_layers`) run the same selection per block, but among the tokens that
-  passed the previous aligned block (Sec. 3.3: "the same procedures compose another S" in every block;
-  Sec. 3.4: only salient tokens "proceed through the blocks"), so the sets nest and the bypassed tokens
-  are neither updated nor attended to further on. Scores there are normalised over those tokens.
-- Defaults: tau 0.9 and the LoRA baseline's adapter settings; n_min 8; align_layers 0 (see SageOptions).
-- TokenTune draws one random subset per example for all blocks (per_block=False), k on top of Y.
+  added on top of the selected set (S = Top-p(u) | Y) and always get gradient / pass through.
+- The selector draws from one CPU generator seeded by the run's seed, so a seed gives the same tokens on
+  every device; probe forwards restore it (`generators()`).
+- Evaluation is a plain dense forward: the sparse blocks are active only inside `forward_context`.
 
 Usage (what the training loop does):
 
-    method = SAGE(SageOptions(tau=0.9, n_min=8))
     method.check(anatomy); method.prepare(ctx)
     with method.forward_context(batch):
         loss = answer_loss(model, batch)
@@ -33,22 +29,22 @@ Usage (what the training loop does):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from workbench.config import require
 from workbench.data.batch import Batch
-from workbench.methods import METHODS
 from workbench.methods.base import PrepareContext, Selection
 from workbench.methods.full import FullFineTuning, FullOptions
 from workbench.methods.lora import LoRA
-from workbench.methods.sage.block import SparseBlocks
-from workbench.methods.sage.budget import RandomCountSelector, SaliencySelector, TokenSelector
-from workbench.methods.sage.config import SageOptions, TokenTuneOptions
+from workbench.methods.token_sparse.block import SparseBlocks
+from workbench.methods.token_sparse.budget import TokenSelector
+from workbench.methods.token_sparse.options import TokenSparseOptions
 from workbench.models.anatomy import ATTENTION_LINEARS, ModelAnatomy
+from workbench.validation import require
 
 # The sparse block re-runs the pre-norm LLaMA block (norm -> attention -> residual -> norm -> MLP ->
 # residual) from the block's own modules. Gemma3 adds q/k norms, extra block norms and logit soft-capping:
@@ -76,29 +72,27 @@ def check_sparse_block_layout(anatomy: ModelAnatomy, method: str) -> None:
     require(dropout == 0, f"{method}'s sparse attention has no attention dropout; the model sets {dropout}")
 
 
-class TokenSparseMethod:
-    """The shared body: a base (LoRA or full) plus sparse blocks driven by a token selector.
+SelectorFactory = Callable[[torch.Generator], TokenSelector]  # the method's random generator -> selector
 
-    Subclasses give `name`, `config_class`, and `build_selector`; SAGE also its `align_layers`.
+
+class TokenSparseMethod:
+    """The shared body: a base (LoRA or full) plus sparse blocks driven by the method's token selector.
+
+    Subclasses declare the Method metadata and call `__init__` with their selector factory.
     """
 
     name: ClassVar[str]
+    default_lr = LoRA.default_lr  # an instance takes its base's (2e-4 for LoRA, 2e-5 for full training)
 
-    def __init__(self, options: SageOptions | TokenTuneOptions) -> None:
+    def __init__(self, options: TokenSparseOptions, selector: SelectorFactory, align_layers: int = 0) -> None:
         self.options = options
+        self.selector = selector
+        self.align_layers = align_layers  # the deepest blocks running the sparse forward (SAGE's alignment)
         # Composition: the base knows how to make weights trainable, save, restore and merge them.
         self.base = LoRA(options) if options.base == "lora" else FullFineTuning(FullOptions())
-        # the base's learning rate: 2e-4 for LoRA (the SAGE paper's, Table 7), 2e-5 for full training
         self.default_lr = self.base.default_lr
         self.blocks: SparseBlocks | None = None
-
-    # -- what differs between SAGE and TokenTune -------------------------------------------------------
-    @property
-    def align_layers(self) -> int:
-        return 0
-
-    def build_selector(self, generator: torch.Generator) -> TokenSelector:
-        raise NotImplementedError
+        self.generator: torch.Generator | None = None
 
     # -- the Method contract --------------------------------------------------------------------------
     def check(self, anatomy: ModelAnatomy) -> None:
@@ -114,8 +108,8 @@ class TokenSparseMethod:
         self._install(ctx.anatomy, ctx.seed)
 
     def _install(self, anatomy: ModelAnatomy, seed: int) -> None:
-        generator = torch.Generator().manual_seed(seed)  # CPU: the same tokens on every device
-        self.blocks = SparseBlocks(anatomy, self.build_selector(generator), self.align_layers)
+        self.generator = torch.Generator().manual_seed(seed)  # CPU: the same tokens on every device
+        self.blocks = SparseBlocks(anatomy, self.selector(self.generator), self.align_layers)
         self.blocks.install()
 
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
@@ -129,6 +123,9 @@ class TokenSparseMethod:
     def selection(self) -> list[Selection]:
         return self.blocks.selections() if self.blocks else []
 
+    def generators(self) -> list[torch.Generator]:
+        return [self.generator] if self.generator is not None else []
+
     def adapter_state(self) -> dict[str, torch.Tensor]:
         return self.base.adapter_state()
 
@@ -141,33 +138,3 @@ class TokenSparseMethod:
         if self.blocks is not None:
             self.blocks.uninstall()
         return self.base.merge()
-
-
-@METHODS.register("sage")
-class SAGE(TokenSparseMethod):
-    """Saliency-guided sparse backward (Kim & Lee, ACL 2025) on LoRA (default) or full weights."""
-
-    name = "sage"
-    config_class = SageOptions
-    options: SageOptions
-
-    @property
-    def align_layers(self) -> int:
-        return self.options.align_layers
-
-    def build_selector(self, generator: torch.Generator) -> TokenSelector:
-        o = self.options
-        return SaliencySelector(o.metric, o.tau, o.n_min, o.budget_rule, generator)
-
-
-@METHODS.register("tokentune")
-class TokenTune(TokenSparseMethod):
-    """TokenTune (Simoulin et al., 2024): backward through k random tokens per example (+ output tokens)."""
-
-    name = "tokentune"
-    config_class = TokenTuneOptions
-    options: TokenTuneOptions
-
-    def build_selector(self, generator: torch.Generator) -> TokenSelector:
-        o = self.options
-        return RandomCountSelector(generator, fraction=o.fraction, count=o.count, per_block=o.per_block)
