@@ -19,6 +19,7 @@ from typing import Any
 import tomllib
 
 from workbench.errors import ConfigError
+from workbench.store.schema import DEFAULT_RUNS_DIR
 
 
 def _check_types(obj: Any) -> None:
@@ -177,7 +178,7 @@ class RunConfig(Validated):
     task: str = "polarity"  # built-in task name or a local .jsonl/.csv file
     method: str = "lora"  # a registered method (workbench.methods)
     name: str | None = None  # human-readable run name (default: method-model-task)
-    runs_dir: str = "runs"  # where the run store lives
+    runs_dir: str = DEFAULT_RUNS_DIR  # where the run store lives
     train: TrainConfig = field(default_factory=TrainConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     method_options: Any = None  # the method's options dataclass; filled from `method.*` keys

@@ -1,4 +1,4 @@
-"""Sweeps (workbench.sweeps): grid expansion, resuming after an interrupted run, failures, the CLI."""
+"""Grid sweeps (workbench.orchestration.sweeps): expansion, resuming an interrupted run, failures, CLI."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-import workbench.train as train_module
+import workbench.orchestration.train as train_module
 from workbench import cli
 from workbench.errors import ConfigError
+from workbench.orchestration.sweeps import expand, parse_grid, run_grid, run_key
 from workbench.store import list_runs
-from workbench.sweeps import expand, parse_grid, run_grid, run_key
 
 
 def grid(task: str, **extra) -> dict:

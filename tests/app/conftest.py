@@ -47,9 +47,9 @@ def _config(method: str, task: str, runs_dir: Path):
 
 def build_runs(root: Path, task: str) -> dict[str, str]:
     """Make the fixture runs of `task` under root/runs; returns {label: run id}."""
-    from workbench.memory.sweep import memory_sweep
     from workbench.methods import METHODS
-    from workbench.train import train
+    from workbench.orchestration.memory_sweep import memory_sweep
+    from workbench.orchestration.train import train
 
     runs_dir = root / "runs"
     ids: dict[str, str] = {}

@@ -12,8 +12,8 @@ from transformers import AutoModelForCausalLM
 from workbench.config import RunConfig, TrainConfig
 from workbench.methods import METHODS, build_method
 from workbench.models import load_model
-from workbench.store import open_run
-from workbench.train import train
+from workbench.orchestration.train import train
+from workbench.store import resolve_run
 
 # Small settings so every method's selection phase runs in a second on tiny-llama (hidden 64).
 TINY_OPTIONS = {
@@ -46,7 +46,7 @@ def runs(tiny_task, tmp_path_factory):
 @pytest.mark.parametrize("name", METHODS.names())
 def test_run_completes_and_records(runs, name):
     runs_dir, results = runs
-    run = open_run(runs_dir, results[name].run_id)
+    run = resolve_run(runs_dir, results[name].run_id)
     assert run.status == "completed"
     summary = run.summary
     assert 0 < summary["trainable_parameters"] <= summary["total_parameters"]
@@ -58,7 +58,7 @@ def test_run_completes_and_records(runs, name):
 def test_export_reproduces_the_trained_model(runs, name, tmp_path):
     """restore(adapter) + merge == the exported model reloaded by transformers; and it differs from base."""
     runs_dir, results = runs
-    run = open_run(runs_dir, results[name].run_id)
+    run = resolve_run(runs_dir, results[name].run_id)
     config = RunConfig.from_dict(run.config)
     loaded = load_model("tiny-llama")
     ids = torch.arange(3, 30)[None]
