@@ -165,7 +165,7 @@ def memory_sweep_run(
 ) -> Any:
     """A memory-sweep run (workbench.orchestration.memory_sweep) of `method` at the size's model and
     task, reused when a completed one with the same settings exists in the runs dir."""
-    from workbench.orchestration.memory_sweep import memory_sweep, memory_sweep_config
+    from workbench.orchestration.memory_sweep import memory_sweep_config, run_memory_sweep
     from workbench.orchestration.sweeps import finished_runs
     from workbench.store import RunReader
 
@@ -176,7 +176,7 @@ def memory_sweep_run(
     found = None if a.rerun else finished_runs(a.runs_dir).get(key)
     if found is not None:
         return found
-    result = memory_sweep(config, lengths, batch_sizes, cap_bytes=cap_bytes, progress=a.progress)
+    result = run_memory_sweep(config, lengths, batch_sizes, cap_bytes=cap_bytes, progress=a.progress)
     return RunReader(result.run_dir)
 
 

@@ -29,7 +29,7 @@ def smoke_study(tmp_path_factory, tiny_task) -> Path:
     workbench.orchestration.study) and a memory sweep run: real runs for the API, CLI, figure-export
     and analyses tests."""
     from workbench.config import RunConfig
-    from workbench.orchestration.memory_sweep import memory_sweep
+    from workbench.orchestration.memory_sweep import run_memory_sweep
     from workbench.orchestration.study import run_study
 
     runs_dir = tmp_path_factory.mktemp("study") / "runs"
@@ -37,5 +37,5 @@ def smoke_study(tmp_path_factory, tiny_task) -> Path:
     config = RunConfig.from_dict(
         {"model": "tiny-llama", "task": tiny_task, "method": "lora", "runs_dir": str(runs_dir)}
     )
-    memory_sweep(config, [8, 16], [1, 2], progress=False)
+    run_memory_sweep(config, [8, 16], [1, 2], progress=False)
     return runs_dir

@@ -95,9 +95,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_memory_sweep(args: argparse.Namespace) -> int:
-    from workbench.orchestration.memory_sweep import memory_sweep
+    from workbench.orchestration.memory_sweep import run_memory_sweep
 
-    result = memory_sweep(
+    result = run_memory_sweep(
         build_run_config(args),
         _int_list(args.lengths, "--lengths"),
         _int_list(args.batch_sizes, "--batch-sizes"),

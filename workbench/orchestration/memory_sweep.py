@@ -1,6 +1,6 @@
 """Memory scaling sweep: one forward + backward per (sequence length, batch size) point, no training.
 
-    result = memory_sweep(config, lengths=[64, 128, 256, 512], batch_sizes=[1, 4, 8, 16])
+    result = run_memory_sweep(config, lengths=[64, 128, 256, 512], batch_sizes=[1, 4, 8, 16])
 
 The method is prepared once (its selection phases run on the task's training batches, as in a run),
 then every point runs a training-mode forward (the method's forward context) and backward on a batch of
@@ -47,7 +47,7 @@ class MemorySweepResult:
     summary: dict[str, Any]
 
 
-def memory_sweep(
+def run_memory_sweep(
     config: RunConfig,
     lengths: Sequence[int],
     batch_sizes: Sequence[int],
