@@ -67,6 +67,22 @@ def test_bad_grids_are_one_clear_error(data, message):
         parse_grid(data)
 
 
+def test_each_point_is_validated_once(monkeypatch):
+    from workbench.config import RunConfig
+
+    calls = []
+    real = RunConfig.from_dict.__func__
+    monkeypatch.setattr(
+        RunConfig, "from_dict", classmethod(lambda cls, data: calls.append(1) or real(cls, data))
+    )
+    parsed = parse_grid({"methods": {"lora": {"r": [2, 4]}, "full": {}}})
+    points = expand(parsed) + expand(parsed)  # the grid keeps its validated points
+    assert [p.config("elsewhere").runs_dir for p in points] == ["elsewhere"] * 6 and all(
+        p.key for p in points
+    )
+    assert len(calls) == 3  # one per point: parsing validated them, nothing later does it again
+
+
 def test_run_key_ignores_name_and_runs_dir_only():
     (a, b) = expand(parse_grid({"name": "x", "methods": {"lora": {"r": [2, 4]}}}))
     renamed = {**a.config("elsewhere").to_dict(), "name": "other"}
