@@ -7,9 +7,9 @@ in its docstring and takes one size:
     (default)  smollm2-135m on polarity: minutes on a 2-core CPU
     --full     paper-like lengths for a GPU
 
-Runs are made through the sweep machinery (workbench.sweeps), in the study's runs dir of that size
-(runs/study, runs/study-smoke, runs/study-full): a run whose settings match a completed run there is
-reused, so scripts share runs with each other and with `workbench study`. Figures come only from
+Runs are made through the sweep machinery (workbench.orchestration.sweeps), in the study's runs dir of
+that size (runs/study, runs/study-smoke, runs/study-full): a run whose settings match a completed run
+there is reused, so scripts share runs with each other and with `workbench study`. Figures come only from
 workbench.figures (and workbench.comparisons); outputs go to analyses/out/<script>/ (analyses/out/<size>/
 <script>/ for the other sizes).
 """
@@ -26,8 +26,8 @@ from typing import Any
 import pandas as pd
 
 from workbench.errors import WorkbenchError
-from workbench.study import default_runs_dir, method_entry, size_grid, study_grid
-from workbench.sweeps import MethodEntry, Point, expand, run_key, run_points
+from workbench.orchestration.study import default_runs_dir, method_entry, size_grid, study_grid
+from workbench.orchestration.sweeps import MethodEntry, Point, expand, run_key, run_points
 
 HERE = Path(__file__).resolve().parent
 FORMATS = ("pdf", "svg", "png", "html")
@@ -163,21 +163,20 @@ def memory_sweep_run(
     cap_bytes: int | None = None,
     **options: Any,
 ) -> Any:
-    """A memory-sweep run (workbench.memory.sweep) of `method` at the size's model and task, reused when
-    a completed one with the same settings exists in the runs dir."""
-    from workbench.memory.sweep import KIND, memory_sweep
+    """A memory-sweep run (workbench.orchestration.memory_sweep) of `method` at the size's model and
+    task, reused when a completed one with the same settings exists in the runs dir."""
+    from workbench.orchestration.memory_sweep import memory_sweep_config, run_memory_sweep
+    from workbench.orchestration.sweeps import finished_runs
     from workbench.store import RunReader
-    from workbench.sweeps import finished_runs
 
     grid = size_grid(a.size, a.name, [entry(a, method, **options)], model=a.model, task=a.task)
     (point,) = expand(grid)
     config = point.config(a.runs_dir)
-    sweep = {"lengths": list(lengths), "batch_sizes": list(batch_sizes), "synthetic": False}
-    key = run_key({**config.to_dict(), "kind": KIND, "sweep": {**sweep, "cap_bytes": cap_bytes}})
+    key = run_key(memory_sweep_config(config, lengths, batch_sizes, cap_bytes=cap_bytes))
     found = None if a.rerun else finished_runs(a.runs_dir).get(key)
     if found is not None:
         return found
-    result = memory_sweep(config, lengths, batch_sizes, cap_bytes=cap_bytes, progress=a.progress)
+    result = run_memory_sweep(config, lengths, batch_sizes, cap_bytes=cap_bytes, progress=a.progress)
     return RunReader(result.run_dir)
 
 

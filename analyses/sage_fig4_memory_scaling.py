@@ -2,11 +2,11 @@
 
 The paper measures GPU memory (GB) of LoRA, LST, TokenTune, VeLoRA and SAGE fine-tuning LLaMA-3 3B as
 the maximum sequence length and the batch size grow, dashed where a 48 GB GPU runs out of memory.
-Here: one training forward + backward per point (no training; workbench.memory.sweep) for full, LoRA,
-TokenTune and SAGE on the default model, two sweeps per method: lengths at a fixed batch size, batch
-sizes at a fixed length. Memory is logical (exact bytes: saved activations, parameters, gradients) on
-any device, plus allocator peaks on a GPU. `--cap-mib` marks points above that many MiB of saved
-activations as out of memory (a smaller device, simulated on a CPU); on a GPU real OOMs are marked.
+Here: one training forward + backward per point (no training; workbench.orchestration.memory_sweep) for
+full, LoRA, TokenTune and SAGE on the default model, two sweeps per method: lengths at a fixed batch
+size, batch sizes at a fixed length. Memory is logical (exact bytes: saved activations, parameters,
+gradients) on any device, plus allocator peaks on a GPU. `--cap-mib` marks points above that many MiB of
+saved activations as out of memory (a smaller device, simulated on a CPU); on a GPU real OOMs are marked.
 
 Run budget (default size): 4 methods x (4 lengths 32-256 at batch 4 + 4 batch sizes 1-8 at length 64)
 = 8 sweep runs of 4 points (the largest 4 x 256 tokens): about 3-5 min on 2 CPU cores.

@@ -22,7 +22,7 @@ import pandas as pd
 from common import Analysis, entry, make_runs, mib, run_script, write_figure, write_table
 
 from workbench.figures import figures_for
-from workbench.figures.runs import run_record
+from workbench.store.summary import run_record
 
 CATEGORIES = ("params_trainable", "gradients", "optimizer_state", "saved_activations")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from common import Analysis, run_script
 
-from workbench.study import run_study, study_markdown
+from workbench.orchestration.study import run_study, study_markdown
 
 
 def run(a: Analysis) -> list[Path]:

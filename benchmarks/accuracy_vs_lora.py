@@ -5,12 +5,12 @@
     python benchmarks/accuracy_vs_lora.py --methods lora sage --steps 100 --threads 1
     python benchmarks/accuracy_vs_lora.py --smoke          # tiny-llama, seconds: checks the script works
 
-Each method trains through the real loop (`workbench.train.train`) with the same steps, batch size,
-max length, seed (so the same training batches in the same order), warm-up/decay schedule and the same
-held-out eval examples, scored by answer log-likelihood before and after training. Learning rates are
-each method's default (LoRA, SAGE, TokenTune 2e-4; SMT 1e-4; SPSFT 2e-5, the papers' values) unless
---lr sets one for all; `spsft-lr` is SPSFT at LoRA's 2e-4 (a short run at 2e-5 barely moves SPSFT, so
-the pair separates the method from its learning rate). Method settings are those of the memory
+Each method trains through the real loop (`workbench.orchestration.train.train`) with the same steps,
+batch size, max length, seed (so the same training batches in the same order), warm-up/decay schedule and
+the same held-out eval examples, scored by answer log-likelihood before and after training. Learning
+rates are each method's default (LoRA, SAGE, TokenTune 2e-4; SMT 1e-4; SPSFT 2e-5, the papers' values)
+unless --lr sets one for all; `spsft-lr` is SPSFT at LoRA's 2e-4 (a short run at 2e-5 barely moves SPSFT,
+so the pair separates the method from its learning rate). Method settings are those of the memory
 benchmarks: LoRA r 16 / alpha 32 / dropout 0 on all linears (also under SAGE and TokenTune); SAGE tau
 0.9, n_min 8, align 0 or half the blocks; TokenTune 30%; SMT on q/k/v with LoRA's parameter count and a
 10-step warm-up (its warm-up batches are training batches too: SMT sees 10 more batches); SPSFT rank
@@ -44,7 +44,7 @@ from benchmarks.smt_vs_lora import matched_budget  # noqa: E402
 from workbench.config import RecordConfig, RunConfig, TrainConfig  # noqa: E402
 from workbench.methods.lora import LoraOptions, apply_lora  # noqa: E402
 from workbench.models import load_model  # noqa: E402
-from workbench.train import train  # noqa: E402
+from workbench.orchestration.train import train  # noqa: E402
 
 METHODS = ("lora", "sage", "sage-align", "tokentune", "smt", "spsft", "spsft-lr")
 DEFAULT_METHODS = ("lora", "sage", "smt", "spsft")  # one per issue (3, 4, 5) and the baseline

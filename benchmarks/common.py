@@ -52,6 +52,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from workbench.config import RunConfig, TrainConfig
 from workbench.data import (
     Batch,
     Example,
@@ -64,9 +65,8 @@ from workbench.data import (
 from workbench.data.tasks import stable_order
 from workbench.lm import answer_loss
 from workbench.memory import static_bytes, track_saved_tensors
-from workbench.methods import build_method, method_options_class
-from workbench.methods.base import PrepareContext
 from workbench.models import LoadedModel, load_model
+from workbench.orchestration.assembly import prepare_method, setup_run
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_MODEL = "smollm2-135m"
@@ -159,9 +159,14 @@ class MethodSpec:
     method: str  # registered method name (workbench.methods)
     options: Mapping[str, Any] = field(default_factory=dict)  # fields of the method's options dataclass
 
-    def build(self) -> Any:
-        """The method object (options validated by its dataclass)."""
-        return build_method(self.method, method_options_class(self.method)(**self.options))
+    def run_config(self, settings: Settings, length: int) -> RunConfig:
+        """This method on the benchmark's model and task, on the CPU, `length` tokens per example."""
+        train = TrainConfig(
+            batch_size=settings.batch_size, max_length=length, seed=settings.seed, device="cpu"
+        )
+        return RunConfig(
+            settings.model, settings.task, self.method, train=train, method_options=dict(self.options)
+        )
 
 
 @dataclass
@@ -306,40 +311,41 @@ class Bench:
         )
 
     def prepare(self, spec: MethodSpec, length: int) -> Prepared:
-        """Load a fresh model, build and prepare `spec` (selection phases on other packed batches)."""
+        """Load a fresh model, build and prepare `spec` (selection phases on other packed batches), through
+        the assembly of every run (workbench.orchestration.assembly)."""
         s = self.settings
-        loaded = load_model(s.model, attn_implementation=s.attn)
-        method = spec.build()
-        method.check(loaded.anatomy)
+        setup = setup_run(spec.run_config(s, length), attn_implementation=s.attn, task=self.task)
+        model = setup.loaded.model
         torch.manual_seed(s.seed)
-        meter = _PhaseMeter(loaded.model)
-        lr = method.default_lr
-        base = static_bytes(loaded.model)
+        meter = _PhaseMeter(model)
+        base = static_bytes(model)
         base_param_bytes = base["params_frozen"] + base["params_trainable"]
 
         def batches_for(examples: Sequence[Example]) -> Iterator[Batch]:
             subset = dataclasses.replace(self.task, train=list(examples))
             return packed_batches(subset, self.tokenizer, s.batch_size, length, s.seed + 2)
 
-        ctx = PrepareContext(
-            model=loaded.model,
-            anatomy=loaded.anatomy,
-            task=self.task,
-            batches=packed_batches(self.task, self.tokenizer, s.batch_size, length, s.seed + 1),
-            loss_fn=meter.loss,
-            lr=lr,
-            seed=s.seed,
+        start = time.perf_counter()
+        prepare_method(
+            setup,
+            packed_batches(self.task, self.tokenizer, s.batch_size, length, s.seed + 1),
             phase=meter.phase,
+            loss_fn=meter.loss,
             batches_for=batches_for,
         )
-        start = time.perf_counter()
-        method.prepare(ctx)
         prepare_seconds = time.perf_counter() - start
-        params = method.trainable_parameters()
-        optimizer = torch.optim.AdamW(params.values(), lr=lr, weight_decay=0.0)
-        loaded.model.train()
+        params = setup.method.trainable_parameters()
+        optimizer = torch.optim.AdamW(params.values(), lr=setup.lr, weight_decay=0.0)
+        model.train()
         return Prepared(
-            spec, loaded, method, params, optimizer, prepare_seconds, meter.phases, base_param_bytes
+            spec,
+            setup.loaded,
+            setup.method,
+            params,
+            optimizer,
+            prepare_seconds,
+            meter.phases,
+            base_param_bytes,
         )
 
 

@@ -5,8 +5,8 @@
     python benchmarks/recorder_overhead.py --frozen             # also: on + record.grads_frozen
     python benchmarks/recorder_overhead.py --smoke              # tiny-llama, seconds: checks the script works
 
-Variants, each training through the real loop (`workbench.train.train`) with the same seed, so the same
-batches in the same order:
+Variants, each training through the real loop (`workbench.orchestration.train.train`) with the same
+seed, so the same batches in the same order:
 - none: no recorder attached (only the benchmark's clock);
 - off: every recorder attached (probe built, selections read) but never due (`every` = NEVER);
 - on: every recorder at its RecordConfig default (memory and timing every step, gradients and saliency
@@ -47,6 +47,7 @@ import torch  # noqa: E402
 import workbench.methods.sage  # noqa: E402,F401  (registers sage)
 from benchmarks.common import Column, base_parser, format_table, settings_from_args, write_result  # noqa: E402
 from workbench.config import RecordConfig, RunConfig, TrainConfig  # noqa: E402
+from workbench.orchestration.train import train  # noqa: E402
 from workbench.recorders import (  # noqa: E402
     NEVER,
     BlockRecorder,
@@ -60,7 +61,6 @@ from workbench.recorders import (  # noqa: E402
     default_recorders,
 )
 from workbench.store import RunReader  # noqa: E402
-from workbench.train import train  # noqa: E402
 
 VARIANTS = ("none", "off", "on")  # + "frozen" with --frozen
 CLOCKS = ("wall", "cpu")

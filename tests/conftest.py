@@ -25,16 +25,17 @@ def tiny_task(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def smoke_study(tmp_path_factory, tiny_task) -> Path:
-    """A runs dir with the smoke study (one tiny-llama run per method on the tiny task, workbench.study)
-    and a memory sweep run: real runs for the API, CLI, figure-export and analyses tests."""
+    """A runs dir with the smoke study (one tiny-llama run per method on the tiny task,
+    workbench.orchestration.study) and a memory sweep run: real runs for the API, CLI, figure-export
+    and analyses tests."""
     from workbench.config import RunConfig
-    from workbench.memory.sweep import memory_sweep
-    from workbench.study import run_study
+    from workbench.orchestration.memory_sweep import run_memory_sweep
+    from workbench.orchestration.study import run_study
 
     runs_dir = tmp_path_factory.mktemp("study") / "runs"
     run_study("smoke", runs_dir, task=tiny_task, progress=False)
     config = RunConfig.from_dict(
         {"model": "tiny-llama", "task": tiny_task, "method": "lora", "runs_dir": str(runs_dir)}
     )
-    memory_sweep(config, [8, 16], [1, 2], progress=False)
+    run_memory_sweep(config, [8, 16], [1, 2], progress=False)
     return runs_dir

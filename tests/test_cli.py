@@ -99,7 +99,7 @@ def test_export_round_trip(method, tiny_task, tmp_path, capsys):
     from workbench.config import RunConfig
     from workbench.methods import build_method
     from workbench.models import load_model
-    from workbench.store import open_run
+    from workbench.store import resolve_run
 
     runs = str(tmp_path / "runs")
     code, _, _ = tiny_run(
@@ -110,7 +110,7 @@ def test_export_round_trip(method, tiny_task, tmp_path, capsys):
         *("--set", "train.eval_examples=0"),
     )
     assert code == 0
-    run = open_run(runs, "latest")
+    run = resolve_run(runs, "latest")
     code, out, _ = run_cli(capsys, "export", run.id, "--out", str(tmp_path / "exported"), "--runs-dir", runs)
     assert code == 0, out
     exported = AutoModelForCausalLM.from_pretrained(tmp_path / "exported").eval()

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-import workbench.train as train_module
+import workbench.orchestration.train as train_module
 from workbench.config import RunConfig, TrainConfig
 from workbench.errors import RunStopped
-from workbench.store import open_run
+from workbench.store import resolve_run
 
 
 def config_for(tiny_task: str, runs_dir, method: str, **train) -> RunConfig:
@@ -27,7 +27,7 @@ def config_for(tiny_task: str, runs_dir, method: str, **train) -> RunConfig:
 @pytest.mark.parametrize("method, lr", [("full", 3e-3), ("lora", 3e-2)])
 def test_loss_goes_down_and_the_run_is_recorded(tiny_task, tmp_path, method, lr):
     result = train_module.train(config_for(tiny_task, tmp_path, method, lr=lr), progress=False)
-    run = open_run(tmp_path, result.run_id)
+    run = resolve_run(tmp_path, result.run_id)
     assert run.status == "completed"
     losses = run.table("metrics").query("name == 'loss'").sort_values("step")["value"].to_numpy()
     assert len(losses) == 20

@@ -11,8 +11,9 @@
 
 Names load on first use, so `import workbench` stays cheap (no torch): the API (workbench.api: run,
 sweep, open_run, open_runs, Run, run_config, figures_for, export_figures, figure_kinds), the study
-(run_study), and every public name of workbench.figures (tradeoff, saliency_heatmap, runs_frame ...)
-except `export`, which names the weights-export module (`wb.export_figure` writes a figure).
+(workbench.orchestration.study: run_study), and every public name of workbench.figures (tradeoff,
+saliency_heatmap, runs_frame ...) except `export`: `wb.export_figure` says what it writes (a run's
+trained model: workbench.model_export.export_model).
 See docs/API.md for a worked example.
 """
 
@@ -43,13 +44,14 @@ _STUDY = ("run_study", "study_table", "STUDY_SIZES")
 
 
 def _figure_names() -> list[str]:
-    return list(importlib.import_module("workbench.figures").__all__)
+    # all but `export`: at the top level a bare "export" would not say what it exports
+    return [n for n in importlib.import_module("workbench.figures").__all__ if n != "export"]
 
 
 def __getattr__(name: str) -> Any:
     """Load API, study and figure names on first access (PEP 562)."""
     if name in _API or name in _STUDY:
-        module = importlib.import_module("workbench.api" if name in _API else "workbench.study")
+        module = importlib.import_module("workbench.api" if name in _API else "workbench.orchestration.study")
         value = globals()[name] = getattr(module, name)  # later lookups skip this function
         return value
     if name.startswith("_"):

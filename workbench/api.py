@@ -34,14 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.config import RecordConfig, RunConfig, TrainConfig, load_toml
 from workbench.errors import ConfigError
-from workbench.store import RunReader, list_runs
-from workbench.store import open_run as _open_run
+from workbench.store import DEFAULT_RUNS_DIR, RunReader, list_runs, resolve_run
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from workbench.figures import Figure
-    from workbench.sweeps import Grid
+    from workbench.orchestration.sweeps import Grid
 
 TOP_LEVEL = ("model", "task", "method", "name", "runs_dir")
 
@@ -196,7 +195,7 @@ def run(
         wb.run(method="sage", tau=0.8, saliency_every=1)       # method tau, record.saliency_every
         wb.run(config="lora.toml", lr=1e-4, runs_dir="runs/x")  # a TOML file, then overrides
     """
-    from workbench.train import train as train_run
+    from workbench.orchestration.train import train as train_run
 
     resolved = run_config(
         model,
@@ -219,7 +218,8 @@ def sweep(
     rerun: bool = False,
 ) -> list[Run]:
     """Run every point of `grid` (a dict in the sweep TOML layout, a path to such a file, or a Grid;
-    see workbench.sweeps) that is not already completed in `runs_dir`; returns the runs in grid order.
+    see workbench.orchestration.sweeps) that is not already completed in `runs_dir`; returns the runs
+    in grid order.
 
         runs = wb.sweep({"name": "rank", "task": "polarity", "train": {"steps": 20},
                          "methods": {"lora": {"r": [4, 16]}, "sage": {}}})
@@ -227,7 +227,7 @@ def sweep(
     A run that fails is returned with status "failed" and the sweep goes on; `rerun` ignores
     completed runs and runs every point again.
     """
-    from workbench.sweeps import run_grid
+    from workbench.orchestration.sweeps import run_grid
 
     result = run_grid(
         dict(grid) if isinstance(grid, Mapping) else grid, runs_dir, progress=progress, rerun=rerun
@@ -238,13 +238,16 @@ def sweep(
 # ---- reading runs -----------------------------------------------------------------------------------
 
 
-def open_run(ref: str | os.PathLike[str] = "latest", runs_dir: str | os.PathLike[str] = "runs") -> Run:
-    """One run: an id in `runs_dir`, a unique id prefix, "latest", or a path to a run directory."""
-    return Run.of(_open_run(runs_dir, ref))
+def open_run(
+    ref: str | os.PathLike[str] = "latest", runs_dir: str | os.PathLike[str] = DEFAULT_RUNS_DIR
+) -> Run:
+    """One run: an id in `runs_dir`, a unique id prefix, "latest", or a path to a run directory
+    (`workbench.store.resolve_run`)."""
+    return Run.of(resolve_run(runs_dir, ref))
 
 
 def open_runs(
-    runs_dir: str | os.PathLike[str] = "runs",
+    runs_dir: str | os.PathLike[str] = DEFAULT_RUNS_DIR,
     *,
     method: str | Sequence[str] | None = None,
     model: str | None = None,
@@ -325,8 +328,8 @@ def export_figure(
     formats: Sequence[str] = ("pdf", "svg", "png", "html"),
     size: str = "one",
 ) -> list[Path]:
-    """Write one Figure as `<out_dir>/<stem>.<fmt>` (workbench.figures.export; `wb.export` is the
-    module that exports a run's trained weights)."""
+    """Write one Figure as `<out_dir>/<stem>.<fmt>` (workbench.figures.export; a run's trained model is
+    exported by `workbench.model_export.export_model`)."""
     from workbench.figures import export
 
     return export(fig, out_dir, stem=stem, formats=formats, size=size)

@@ -9,6 +9,7 @@ from typing import Any
 
 from workbench.config import RunConfig, apply_overrides, load_toml
 from workbench.errors import WorkbenchError
+from workbench.store.schema import DEFAULT_RUNS_DIR
 
 # CLI flag -> dotted config key. Flags left unset do not override the config file.
 RUN_FLAGS = {
@@ -56,8 +57,8 @@ def build_run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from workbench.orchestration.train import train
     from workbench.report import format_run_report
-    from workbench.train import train
 
     config = build_run_config(args)
     result = train(config, progress=not args.quiet)
@@ -66,12 +67,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from workbench.report import format_run_list, run_list_records
+    from workbench.report import format_run_list
     from workbench.store import list_runs
+    from workbench.store.summary import run_records
 
     entries = list_runs(args.runs_dir)
     if args.json:
-        print(json.dumps(run_list_records(entries), indent=2))
+        print(json.dumps(run_records(entries), indent=2))
     else:
         print(
             format_run_list(entries) if entries else f"no runs in {args.runs_dir} (make one: workbench run)"
@@ -81,9 +83,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from workbench.report import format_run_report
-    from workbench.store import open_run
+    from workbench.store import resolve_run
 
-    run = open_run(args.runs_dir, args.run)
+    run = resolve_run(args.runs_dir, args.run)
     if args.json:
         print(json.dumps({"manifest": run.manifest, "status": run.status}, indent=2, default=str))
     else:
@@ -103,18 +105,18 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from workbench.export import export_run
-    from workbench.store import open_run
+    from workbench.model_export import export_model
+    from workbench.store import resolve_run
 
-    out = export_run(open_run(args.runs_dir, args.run), args.out)
+    out = export_model(resolve_run(args.runs_dir, args.run), args.out)
     print(f"exported {args.run} to {out} (load with AutoModelForCausalLM.from_pretrained)")
     return 0
 
 
 def cmd_memory_sweep(args: argparse.Namespace) -> int:
-    from workbench.memory.sweep import memory_sweep
+    from workbench.orchestration.memory_sweep import run_memory_sweep
 
-    result = memory_sweep(
+    result = run_memory_sweep(
         build_run_config(args),
         _int_list(args.lengths, "--lengths"),
         _int_list(args.batch_sizes, "--batch-sizes"),
@@ -140,11 +142,9 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from workbench.sweeps import expand, format_summary, load_grid, run_points
+    from workbench.orchestration.sweeps import format_summary, run_grid
 
-    grid = load_grid(args.config)
-    runs_dir = args.runs_dir or grid.runs_dir or "runs"
-    result = run_points(expand(grid), runs_dir, progress=not args.quiet, rerun=args.rerun)
+    result = run_grid(args.config, args.runs_dir, progress=not args.quiet, rerun=args.rerun)
     print(format_summary(result))
     return 1 if result.failed else 0
 
@@ -191,8 +191,8 @@ def cmd_figures(args: argparse.Namespace) -> int:
 def cmd_study(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from workbench.study import markdown_table, run_study, serve_app, study_markdown
-    from workbench.sweeps import format_summary
+    from workbench.orchestration.study import markdown_table, run_study, serve_app, study_markdown
+    from workbench.orchestration.sweeps import format_summary
 
     result = run_study(
         args.size, args.runs_dir, model=args.model, task=args.task, progress=not args.quiet, rerun=args.rerun
@@ -212,9 +212,13 @@ def cmd_study(args: argparse.Namespace) -> int:
 def add_research_commands(sub: argparse._SubParsersAction) -> None:
     """The `sweep`, `figures` and `study` commands (scripted profiling and paper figures)."""
     sweep = sub.add_parser("sweep", help="run a grid of runs (methods x options x seeds), resumable")
-    sweep.add_argument("--config", required=True, help="sweep TOML file (layout: workbench/sweeps.py)")
     sweep.add_argument(
-        "--runs-dir", dest="runs_dir", help="run store (default: the file's runs_dir, or ./runs)"
+        "--config", required=True, help="sweep TOML file (layout: workbench/orchestration/sweeps.py)"
+    )
+    sweep.add_argument(
+        "--runs-dir",
+        dest="runs_dir",
+        help=f"run store (default: the file's runs_dir, or ./{DEFAULT_RUNS_DIR})",
     )
     sweep.add_argument("--rerun", action="store_true", help="run every point again, even completed ones")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -226,7 +230,9 @@ def add_research_commands(sub: argparse._SubParsersAction) -> None:
     figures.add_argument("--out", default="figures", help="output directory (default ./figures)")
     figures.add_argument("--format", default="pdf,svg,png,html", help="comma-separated: pdf,svg,png,html,csv")
     figures.add_argument("--size", choices=list(FIGURE_SIZES), default="one-column", help="paper width")
-    figures.add_argument("--runs-dir", dest="runs_dir", default="runs", help="where a run id is looked up")
+    figures.add_argument(
+        "--runs-dir", dest="runs_dir", default=DEFAULT_RUNS_DIR, help="where a run id is looked up"
+    )
     figures.add_argument("--list", action="store_true", help="list the figure kinds and exit")
     figures.set_defaults(func=cmd_figures)
 
@@ -270,7 +276,9 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--lr", type=float, help="peak learning rate (default: the method's)")
     run.add_argument("--seed", type=int)
     run.add_argument("--name", help="run name shown in listings")
-    run.add_argument("--runs-dir", dest="runs_dir", help="run store directory (default ./runs)")
+    run.add_argument(
+        "--runs-dir", dest="runs_dir", help=f"run store directory (default ./{DEFAULT_RUNS_DIR})"
+    )
     run.add_argument("--config", help="TOML file of settings ([train], [method], [record] tables)")
     run.add_argument(
         "--set",
@@ -283,13 +291,13 @@ def make_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     ls = sub.add_parser("ls", help="list runs")
-    ls.add_argument("--runs-dir", dest="runs_dir", default="runs")
+    ls.add_argument("--runs-dir", dest="runs_dir", default=DEFAULT_RUNS_DIR)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_ls)
 
     show = sub.add_parser("show", help="show one run's summary")
     show.add_argument("run", help="run id, unique id prefix, or path to a run directory")
-    show.add_argument("--runs-dir", dest="runs_dir", default="runs")
+    show.add_argument("--runs-dir", dest="runs_dir", default=DEFAULT_RUNS_DIR)
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_show)
 
@@ -300,7 +308,7 @@ def make_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="merge a run's training into the weights and save a normal model")
     export.add_argument("run", help="run id, unique id prefix, or path to a run directory")
     export.add_argument("--out", required=True, help="directory for the transformers model")
-    export.add_argument("--runs-dir", dest="runs_dir", default="runs")
+    export.add_argument("--runs-dir", dest="runs_dir", default=DEFAULT_RUNS_DIR)
     export.set_defaults(func=cmd_export)
     sweep = sub.add_parser(
         "memory-sweep",
@@ -317,7 +325,9 @@ def make_parser() -> argparse.ArgumentParser:
         "--cap-bytes", dest="cap_bytes", type=int, help="saved-activation bytes above which a point is OOM"
     )
     sweep.add_argument("--name", help="run name shown in listings")
-    sweep.add_argument("--runs-dir", dest="runs_dir", help="run store directory (default ./runs)")
+    sweep.add_argument(
+        "--runs-dir", dest="runs_dir", help=f"run store directory (default ./{DEFAULT_RUNS_DIR})"
+    )
     sweep.add_argument("--config", help="TOML file of settings ([train], [method])")
     sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -17,6 +17,7 @@ from typing import Any
 import tomllib
 
 from workbench.errors import ConfigError
+from workbench.store.schema import DEFAULT_RUNS_DIR
 from workbench.validation import Validated, require
 
 
@@ -116,7 +117,7 @@ class RunConfig(Validated):
     task: str = "polarity"  # built-in task name or a local .jsonl/.csv file
     method: str = "lora"  # a registered method (workbench.methods)
     name: str | None = None  # human-readable run name (default: method-model-task)
-    runs_dir: str = "runs"  # where the run store lives
+    runs_dir: str = DEFAULT_RUNS_DIR  # where the run store lives
     train: TrainConfig = field(default_factory=TrainConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     method_options: Any = None  # the method's options dataclass; filled from `method.*` keys

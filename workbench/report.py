@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from workbench.store.summary import run_records
+
 MEMORY_ROWS = (
     ("saved_activations", "saved activations (peak step)"),
     ("params_frozen", "parameters, frozen"),
@@ -64,40 +66,15 @@ def format_run_report(
     return "\n".join(lines)
 
 
-def run_list_records(entries: list[Any]) -> list[dict[str, Any]]:
-    """JSON-ready rows of `workbench ls`."""
-    records = []
-    for entry in entries:
-        if entry.error is not None:
-            records.append({"id": entry.id, "path": str(entry.path), "error": str(entry.error)})
-            continue
-        run = entry.reader
-        config, summary = run.config or {}, run.summary or {}
-        records.append(
-            {
-                "id": run.id,
-                "name": run.name,
-                "status": run.status,
-                "method": config.get("method"),
-                "model": config.get("model"),
-                "task": config.get("task"),
-                "accuracy": summary.get("accuracy_after"),
-                "saved_activation_bytes": (summary.get("memory_peak_bytes") or {}).get("saved_activations"),
-                "median_step_seconds": summary.get("median_step_seconds"),
-            }
-        )
-    return records
-
-
 def format_run_list(entries: list[Any]) -> str:
-    """One line per run; corrupt directories are listed with their error."""
+    """One line per run (`workbench.store.summary.run_records`); corrupt directories with their error."""
     lines = [f"{'id':<40} {'status':<12} {'method':<10} {'model':<14} {'task':<12} {'acc':>7} {'saved':>12}"]
-    for r in run_list_records(entries):
-        if "error" in r:
+    for r in run_records(entries):
+        if r["status"] == "corrupt":
             lines.append(f"{r['id']:<40} {'corrupt':<12} {r['error']}")
             continue
         lines.append(
             f"{r['id']:<40} {r['status']:<12} {r['method'] or '-':<10} {r['model'] or '-':<14} "
-            f"{r['task'] or '-':<12} {_pct(r['accuracy']):>7} {mib(r['saved_activation_bytes']):>12}"
+            f"{r['task'] or '-':<12} {_pct(r['accuracy']):>7} {mib(r['saved_activations_bytes']):>12}"
         )
     return "\n".join(lines)

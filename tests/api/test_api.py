@@ -84,12 +84,12 @@ def test_import_is_cheap_and_names_resolve():
     code = "import sys, workbench as wb; wb.__doc__; assert 'torch' not in sys.modules; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
-    import workbench.export
     import workbench.figures as wf
-    import workbench.sweeps  # noqa: F401  (a module of that name must not shadow the function)
+    import workbench.model_export
+    import workbench.orchestration.sweeps  # noqa: F401  (a module of that name must not shadow the function)
 
     assert callable(wb.sweep) and wb.tradeoff is wf.tradeoff and wb.figures is wf
-    assert wb.export is workbench.export and callable(wb.export_figure)
+    assert wb.model_export is workbench.model_export and callable(wb.export_figure)
     assert set(wb.figure_kinds()) >= {"tradeoff", "saliency_heatmap", "block_grid", "memory_sweep"}
     with pytest.raises(AttributeError):
         wb.no_such_name  # noqa: B018

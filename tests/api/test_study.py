@@ -1,11 +1,12 @@
-"""The study (workbench.study, `workbench study`): every method, ratios to LoRA, then the app."""
+"""The study (workbench.orchestration.study, `workbench study`): every method, ratios to LoRA, the app."""
 
 from __future__ import annotations
 
 import pytest
 
-from workbench import cli, study
+from workbench import cli
 from workbench.methods import METHODS
+from workbench.orchestration import study
 from workbench.store import list_runs
 
 
@@ -52,7 +53,7 @@ def test_the_app_is_served_on_the_study_runs(monkeypatch, tmp_path, capsys):
 
 
 def test_sizes():
-    from workbench.sweeps import expand
+    from workbench.orchestration.sweeps import expand
 
     assert set(study.STUDY_SIZES) == {"smoke", "default", "full"}
     for size in study.STUDY_SIZES:  # every size's grid is valid for every method

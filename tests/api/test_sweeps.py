@@ -1,4 +1,4 @@
-"""Sweeps (workbench.sweeps): grid expansion, resuming after an interrupted run, failures, the CLI."""
+"""Grid sweeps (workbench.orchestration.sweeps): expansion, resuming an interrupted run, failures, CLI."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-import workbench.train as train_module
+import workbench.orchestration.train as train_module
 from workbench import cli
 from workbench.errors import ConfigError
+from workbench.orchestration.sweeps import expand, parse_grid, run_grid, run_key
 from workbench.store import list_runs
-from workbench.sweeps import expand, parse_grid, run_grid, run_key
 
 
 def grid(task: str, **extra) -> dict:
@@ -65,6 +65,22 @@ def test_grid_expands_methods_options_and_seeds():
 def test_bad_grids_are_one_clear_error(data, message):
     with pytest.raises(ConfigError, match=message):
         parse_grid(data)
+
+
+def test_each_point_is_validated_once(monkeypatch):
+    from workbench.config import RunConfig
+
+    calls = []
+    real = RunConfig.from_dict.__func__
+    monkeypatch.setattr(
+        RunConfig, "from_dict", classmethod(lambda cls, data: calls.append(1) or real(cls, data))
+    )
+    parsed = parse_grid({"methods": {"lora": {"r": [2, 4]}, "full": {}}})
+    points = expand(parsed) + expand(parsed)  # the grid keeps its validated points
+    assert [p.config("elsewhere").runs_dir for p in points] == ["elsewhere"] * 6 and all(
+        p.key for p in points
+    )
+    assert len(calls) == 3  # one per point: parsing validated them, nothing later does it again
 
 
 def test_run_key_ignores_name_and_runs_dir_only():

@@ -47,16 +47,16 @@ def _config(method: str, task: str, runs_dir: Path):
 
 def build_runs(root: Path, task: str) -> dict[str, str]:
     """Make the fixture runs of `task` under root/runs; returns {label: run id}."""
-    from workbench.memory.sweep import memory_sweep
     from workbench.methods import METHODS
-    from workbench.train import train
+    from workbench.orchestration.memory_sweep import run_memory_sweep
+    from workbench.orchestration.train import train
 
     runs_dir = root / "runs"
     ids: dict[str, str] = {}
     for method in METHODS.names():
         ids[method] = train(_config(method, task, runs_dir), progress=False).run_id
     sweep = _config("lora", task, runs_dir)
-    ids["sweep"] = memory_sweep(sweep, [8, 16, 32], [1, 2, 4], cap_bytes=700_000, progress=False).run_id
+    ids["sweep"] = run_memory_sweep(sweep, [8, 16, 32], [1, 2, 4], cap_bytes=700_000, progress=False).run_id
     subprocess.run([sys.executable, "-c", INTERRUPTED, str(runs_dir)], check=False)
     ids["interrupted"] = next(p.name for p in runs_dir.iterdir() if p.name.endswith("interrupted-lora"))
     # a readable run whose memory table file is garbage

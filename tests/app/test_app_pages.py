@@ -237,7 +237,7 @@ def test_app_code_never_loads_training_code() -> None:
     code = (
         "import sys, workbench.app.main, workbench.app.sidebar, workbench.figures\n"
         "import workbench.app.pages.runs, workbench.app.pages.compare, workbench.app.pages.memory\n"
-        "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('workbench.train', "
+        "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('workbench.orchestration', "
         "'workbench.methods', 'workbench.recorders', 'workbench.models'))]\n"
         "print(json.dumps(bad))"
     )

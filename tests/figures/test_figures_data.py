@@ -8,8 +8,8 @@ import pytest
 
 import workbench.figures as wf
 from workbench.figures.heatgrid import z_range
-from workbench.figures.runs import memory_bytes
 from workbench.store import list_runs
+from workbench.store.summary import memory_bytes
 
 
 def test_pareto_front_keeps_undominated_runs() -> None:

@@ -15,8 +15,8 @@ from transformers import AutoModelForCausalLM
 from workbench.config import RunConfig, TrainConfig
 from workbench.methods import METHODS, build_method
 from workbench.models import load_model
-from workbench.store import open_run
-from workbench.train import train
+from workbench.orchestration.train import train
+from workbench.store import resolve_run
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def runs(tiny_task, tmp_path_factory):
 @pytest.mark.parametrize("name", METHODS.names())
 def test_run_completes_and_records(runs, name):
     runs_dir, run_of = runs
-    run = open_run(runs_dir, run_of(name).run_id)
+    run = resolve_run(runs_dir, run_of(name).run_id)
     assert run.status == "completed"
     summary = run.summary
     assert 0 < summary["trainable_parameters"] <= summary["total_parameters"]
@@ -56,7 +56,7 @@ def test_run_completes_and_records(runs, name):
 def test_export_reproduces_the_trained_model(runs, name, tmp_path):
     """restore(adapter) + merge == the exported model reloaded by transformers; and it differs from base."""
     runs_dir, run_of = runs
-    run = open_run(runs_dir, run_of(name).run_id)
+    run = resolve_run(runs_dir, run_of(name).run_id)
     config = RunConfig.from_dict(run.config)
     loaded = load_model("tiny-llama")
     ids = torch.arange(3, 30)[None]

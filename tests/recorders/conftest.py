@@ -14,9 +14,9 @@ import pytest
 import torch
 from recorder_helpers import RECORD_ALL, GradCapture, make_config
 
+from workbench.orchestration.train import train
 from workbench.recorders import default_recorders
 from workbench.store import RunReader
-from workbench.train import train
 
 
 @pytest.fixture(autouse=True, scope="module")

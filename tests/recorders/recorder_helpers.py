@@ -68,21 +68,15 @@ def prepared_session(config: RunConfig):
 
     For tests that drive recorder hooks by hand; the writer is a fresh run in `config.runs_dir`.
     """
-    from workbench.data import train_batches
-    from workbench.lm import answer_loss
-    from workbench.methods.base import PrepareContext
+    from workbench.orchestration.assembly import prepare_method, setup_run, train_stream
     from workbench.recorders import RecordingSession
     from workbench.store import RunWriter
-    from workbench.train import setup_run
 
     setup = setup_run(config)
     cfg, model, tok = config.train, setup.loaded.model, setup.loaded.tokenizer
     torch.manual_seed(cfg.seed)
-    batches = train_batches(setup.task, tok, cfg.batch_size, cfg.max_length, cfg.seed)
-    ctx = PrepareContext(
-        model, setup.loaded.anatomy, setup.task, batches, lambda b: answer_loss(model, b), setup.lr, cfg.seed
-    )
-    setup.method.prepare(ctx)
+    batches = train_stream(setup)
+    prepare_method(setup, batches)
     writer = RunWriter.create(config.runs_dir, name="hand", config={}, environment={})
     session = RecordingSession(
         model, setup.loaded.anatomy, setup.method, writer, setup.device, tok, setup.task, cfg.max_length

@@ -15,9 +15,9 @@ import pytest
 from recorder_helpers import make_config
 
 from workbench.errors import RunStopped
+from workbench.orchestration.train import train
 from workbench.recorders import RecorderBase, StepInfo
 from workbench.store import list_runs
-from workbench.train import train
 
 
 class Broken(RecorderBase):
@@ -68,7 +68,7 @@ import torch
 torch.set_num_threads(1)
 sys.path.insert(0, {helpers!r})
 from recorder_helpers import RECORD_ALL, make_config
-from workbench.train import train
+from workbench.orchestration.train import train
 config = make_config({task!r}, {runs!r}, "lora", RECORD_ALL, steps=100000, flush_every=1, eval_examples=0)
 train(config, progress=False)
 """

@@ -6,8 +6,8 @@ import pytest
 import torch
 from recorder_helpers import METHODS, GradCapture, make_config
 
+from workbench.orchestration.train import train
 from workbench.store import RunReader
-from workbench.train import train
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from recorder_helpers import make_config
 
-import workbench.memory.sweep as sweep_module
+import workbench.memory.point as point_module
 from workbench.cli import main
-from workbench.memory.sweep import KIND, memory_sweep
+from workbench.orchestration.memory_sweep import KIND, run_memory_sweep
 from workbench.store import RunReader, list_runs
 
 LENGTHS, BATCHES = [8, 16], [1, 2]
@@ -33,15 +33,15 @@ def test_cli_sweep_records_saved_bytes_growing_with_length_and_batch(tiny_task, 
 
 def test_points_over_the_cap_or_out_of_memory_are_oom_rows_not_crashes(tiny_task, tmp_path, monkeypatch):
     config = make_config(tiny_task, tmp_path, "lora", method_options={"r": 4})
-    real_loss = sweep_module.answer_loss
+    real_loss = point_module.answer_loss
 
     def loss(model, batch):  # a device OOM at one point
         if batch.input_ids.shape == (1, 16):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_loss(model, batch)
 
-    monkeypatch.setattr(sweep_module, "answer_loss", loss)
-    first = memory_sweep(config, LENGTHS, BATCHES, progress=False)
+    monkeypatch.setattr(point_module, "answer_loss", loss)
+    first = run_memory_sweep(config, LENGTHS, BATCHES, progress=False)
     table = RunReader(first.run_dir).table("sweep")
     oom = table.query("status == 'oom'")
     assert oom[["length", "batch_size"]].values.tolist() == [[16, 1]] and oom["bytes"].isna().all()
@@ -49,7 +49,7 @@ def test_points_over_the_cap_or_out_of_memory_are_oom_rows_not_crashes(tiny_task
 
     saved = table.query("category == 'saved_activations'").set_index(["length", "batch_size"])["bytes"]
     cap = int(saved[(8, 2)]) + 1  # (16, 2) saves more than (8, 2): over the cap, simulated OOM
-    capped = memory_sweep(config, LENGTHS, BATCHES, synthetic=True, cap_bytes=cap, progress=False)
+    capped = run_memory_sweep(config, LENGTHS, BATCHES, synthetic=True, cap_bytes=cap, progress=False)
     statuses = RunReader(capped.run_dir).table("sweep").groupby(["length", "batch_size"])["status"].first()
     assert statuses.to_dict() == {(8, 1): "ok", (8, 2): "ok", (16, 1): "oom", (16, 2): "oom"}
     assert RunReader(capped.run_dir).config["sweep"]["cap_bytes"] == cap
@@ -59,7 +59,7 @@ def test_other_runtime_errors_still_fail(tiny_task, tmp_path, monkeypatch):
     def loss(model, batch):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
 
-    monkeypatch.setattr(sweep_module, "answer_loss", loss)
+    monkeypatch.setattr(point_module, "answer_loss", loss)
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
-        memory_sweep(make_config(tiny_task, tmp_path, "lora"), [8], [1], progress=False)
+        run_memory_sweep(make_config(tiny_task, tmp_path, "lora"), [8], [1], progress=False)
     assert list_runs(tmp_path)[0].reader.status == "failed"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from workbench.errors import StoreError
-from workbench.store import RunWriter, is_valid_run_id, list_runs, open_run, sanitize_run_id
+from workbench.store import RunWriter, is_valid_run_id, list_runs, resolve_run, sanitize_run_id
 
 
 def _create(runs_dir: Path, name: str = "idx", **kwargs) -> RunWriter:
@@ -66,49 +66,49 @@ def test_list_missing_runs_dir_is_empty(tmp_path):
     assert list_runs(tmp_path / "nothing-here") == []
 
 
-def test_open_run_by_id_prefix_latest_and_path(runs_dir):
+def test_resolve_run_by_id_prefix_latest_and_path(runs_dir):
     a = _create(runs_dir, run_id="alpha-1")
     b = _create(runs_dir, run_id="beta-1")
-    assert open_run(runs_dir, "alpha-1").path == a.path
-    assert open_run(runs_dir, "bet").path == b.path
-    assert open_run(runs_dir, "latest").path == b.path
-    assert open_run(runs_dir, b.path).path == b.path  # a Path
-    assert open_run(runs_dir, str(a.path)).path == a.path  # a string with a separator
+    assert resolve_run(runs_dir, "alpha-1").path == a.path
+    assert resolve_run(runs_dir, "bet").path == b.path
+    assert resolve_run(runs_dir, "latest").path == b.path
+    assert resolve_run(runs_dir, b.path).path == b.path  # a Path
+    assert resolve_run(runs_dir, str(a.path)).path == a.path  # a string with a separator
 
 
-def test_open_run_unknown_lists_ids(runs_dir):
+def test_resolve_run_unknown_lists_ids(runs_dir):
     _create(runs_dir, run_id="alpha-1")
     _create(runs_dir, run_id="alpha-2")
     with pytest.raises(StoreError, match=r"unknown run 'alphx-1'.*Did you mean 'alpha-1'.*alpha-2, alpha-1"):
-        open_run(runs_dir, "alphx-1")
+        resolve_run(runs_dir, "alphx-1")
     with pytest.raises(StoreError, match="ambiguous.*alpha-1, alpha-2"):
-        open_run(runs_dir, "alpha")
+        resolve_run(runs_dir, "alpha")
     with pytest.raises(StoreError, match="has no runs"):
-        open_run(runs_dir.parent / "empty", "x")
+        resolve_run(runs_dir.parent / "empty", "x")
 
 
-def test_open_run_never_escapes_runs_dir(tmp_path, runs_dir, monkeypatch):
+def test_resolve_run_never_escapes_runs_dir(tmp_path, runs_dir, monkeypatch):
     outside = _create(tmp_path, run_id="evil")  # a real run next to runs_dir: runs_dir/../evil
     _create(runs_dir, run_id="inside")
     elsewhere = tmp_path / "a" / "cwd"
     elsewhere.mkdir(parents=True)
     monkeypatch.chdir(elsewhere)  # a relative path resolves against the cwd, never against runs_dir
     with pytest.raises(StoreError, match="no run directory at ../evil"):
-        open_run(runs_dir, "../evil")
+        resolve_run(runs_dir, "../evil")
     with pytest.raises(StoreError, match="expected a run id, not a path"):
-        open_run(runs_dir, "../evil", allow_path=False)
+        resolve_run(runs_dir, "../evil", allow_path=False)
     with pytest.raises(StoreError, match="expected a run id, not a path"):
-        open_run(runs_dir, outside.path, allow_path=False)
+        resolve_run(runs_dir, outside.path, allow_path=False)
     for ref in ("..", "..evil", ""):
         with pytest.raises(StoreError, match="unknown run|expected a run id"):
-            open_run(runs_dir, ref, allow_path=False)
+            resolve_run(runs_dir, ref, allow_path=False)
 
 
 def test_open_broken_run_gives_its_error(runs_dir):
     (runs_dir / "broken").mkdir(parents=True)
     (runs_dir / "broken" / "manifest.json").write_text("{")
     with pytest.raises(StoreError, match="corrupt run manifest"):
-        open_run(runs_dir, "broken")
+        resolve_run(runs_dir, "broken")
 
 
 def test_listing_fifty_runs_is_fast(runs_dir):

@@ -29,7 +29,7 @@ class AppContext:
 
     @property
     def run(self) -> pd.Series | None:
-        """The picked run's row (workbench.figures.runs.COLUMNS)."""
+        """The picked run's row (workbench.store.summary.COLUMNS)."""
         return self.row(self.run_id) if self.run_id else None
 
     def row(self, run_id: str) -> pd.Series | None:

@@ -26,8 +26,8 @@ import streamlit as st
 
 import workbench.figures as wf
 from workbench.errors import StoreError
-from workbench.figures.runs import runs_frame
 from workbench.store import RunReader, list_runs
+from workbench.store.summary import runs_frame
 
 STATUS_TTL_SECONDS = 10  # a running run's status (pid check) and new runs show up within this
 
@@ -67,7 +67,7 @@ def _runs(runs_dir: str, signature: tuple) -> tuple[pd.DataFrame, str | None]:
 
 
 def load_runs(runs_dir: str) -> tuple[pd.DataFrame, str | None]:
-    """(one row per run directory, error): rows as workbench.figures.runs.COLUMNS, broken runs with
+    """(one row per run directory, error): rows as workbench.store.summary.COLUMNS, broken runs with
     status "corrupt"; `error` says why the runs dir itself cannot be read (e.g. it is a file)."""
     return _runs(str(runs_dir), dir_signature(str(runs_dir)))
 

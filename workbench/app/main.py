@@ -14,6 +14,7 @@ import streamlit as st
 
 from workbench.app.sidebar import render_sidebar
 from workbench.app.widgets import DOWNLOAD_SIZE_KEY
+from workbench.store.schema import DEFAULT_RUNS_DIR
 
 PAGES_DIR = Path(__file__).parent / "pages"
 
@@ -38,7 +39,7 @@ def page_path(module: str) -> Path:
 def runs_dir_from_argv(argv: list[str]) -> str:
     """`streamlit run app.py -- --runs-dir DIR` passes DIR here (default ./runs)."""
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR)
     known, _ = parser.parse_known_args(argv)
     return known.runs_dir
 

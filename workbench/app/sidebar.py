@@ -7,6 +7,7 @@ import streamlit as st
 
 from workbench.app.context import CONTEXT_KEY, PICKED_KEY, RUN_KEY, AppContext
 from workbench.app.data import load_runs
+from workbench.store.schema import DEFAULT_RUNS_DIR
 
 FILTERS = (("model", "Model"), ("task", "Task"), ("method", "Method"))
 LINK_KEY = "_run_link"  # the last ?run= value applied
@@ -48,7 +49,7 @@ def render_sidebar() -> AppContext:
         key="runs_dir",
         help="A run store directory (`streamlit run app.py -- --runs-dir DIR`).",
     )
-    runs_dir = st.session_state["runs_dir"].strip() or "runs"
+    runs_dir = st.session_state["runs_dir"].strip() or DEFAULT_RUNS_DIR
     runs, error = load_runs(runs_dir)
     readable = runs[runs["status"] != "corrupt"]
     visible = _filter(readable).sort_values("created", ascending=False)

@@ -42,9 +42,9 @@ from workbench.figures.gradients import grad_heatmap, grad_lines, grad_stats
 from workbench.figures.kinds import FIGURES, FigureKind, figures_for
 from workbench.figures.memory import memory_blocks, memory_phases, memory_steps, memory_sweep
 from workbench.figures.rows import row_importance, row_selection
-from workbench.figures.runs import MEMORY_SOURCES, runs_frame
 from workbench.figures.saliency import position_selection, saliency_heatmap, token_budget
 from workbench.figures.tradeoff import TRADEOFF_X, tradeoff
+from workbench.store.summary import MEMORY_SOURCES, runs_frame
 
 __all__ = [
     "FIGURES",

@@ -22,10 +22,10 @@ from workbench.figures.data import label_runs
 from workbench.figures.gradients import grad_heatmap, grad_lines
 from workbench.figures.memory import memory_blocks, memory_phases, memory_steps, memory_sweep
 from workbench.figures.rows import row_importance, row_selection
-from workbench.figures.runs import runs_frame
 from workbench.figures.saliency import position_selection, saliency_heatmap, token_budget
 from workbench.figures.tradeoff import tradeoff
 from workbench.registry import Registry
+from workbench.store.summary import runs_frame
 
 
 @dataclass(frozen=True)

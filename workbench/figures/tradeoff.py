@@ -6,8 +6,8 @@ import pandas as pd
 
 from workbench.figures.base import Figure
 from workbench.figures.data import MIB, pareto_front
-from workbench.figures.runs import MEMORY_SOURCES
 from workbench.figures.style import METHOD_COLORS
+from workbench.store.summary import MEMORY_SOURCES
 
 # x choice -> (axis label, runs_frame column, divisor)
 TRADEOFF_X: dict[str, tuple[str, str, float]] = {

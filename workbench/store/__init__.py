@@ -1,12 +1,14 @@
 """The run store: one local directory per run, append-only, readable while it is being written.
 
-Write with `RunWriter.create(...)`, read with `RunReader(path)` / `open_run(runs_dir, ref)`, browse with
-`list_runs(runs_dir)`. The on-disk format (tables, manifest keys, id rules) is defined in `schema`.
+Write with `RunWriter.create(...)`, read with `RunReader(path)` / `resolve_run(runs_dir, ref)`, browse
+with `list_runs(runs_dir)`, one row per run with `summary.runs_frame` / `summary.run_records`. The
+on-disk format (tables, manifest keys, id rules, the default runs dir) is defined in `schema`.
 """
 
-from workbench.store.index import RunEntry, list_runs, open_run
+from workbench.store.index import RunEntry, list_runs, resolve_run
 from workbench.store.reader import RunReader
 from workbench.store.schema import (
+    DEFAULT_RUNS_DIR,
     NO_LAYER,
     SCHEMA_VERSION,
     STATUSES,
@@ -18,6 +20,7 @@ from workbench.store.schema import (
 from workbench.store.writer import RunWriter, environment_info
 
 __all__ = [
+    "DEFAULT_RUNS_DIR",
     "NO_LAYER",
     "SCHEMA_VERSION",
     "STATUSES",
@@ -29,6 +32,6 @@ __all__ = [
     "environment_info",
     "is_valid_run_id",
     "list_runs",
-    "open_run",
+    "resolve_run",
     "sanitize_run_id",
 ]

@@ -2,7 +2,7 @@
 
     for entry in list_runs("runs"):
         print(entry.id, entry.reader.status if entry.reader else entry.error)
-    run = open_run("runs", "20250131")   # id, unique id prefix, "latest", or a path to a run dir
+    run = resolve_run("runs", "20250131")   # id, unique id prefix, "latest", or a path to a run dir
 
 Listing reads manifests only, so it stays fast with many runs.
 """
@@ -23,7 +23,7 @@ from workbench.store.schema import is_valid_run_id
 class RunEntry:
     """One directory of the runs dir: a readable run (`reader`) or a broken/foreign one (`error`).
 
-    `id` is the directory name, which is what `open_run` resolves (a copied run may keep an old id in
+    `id` is the directory name, which is what `resolve_run` resolves (a copied run may keep an old id in
     its manifest).
     """
 
@@ -65,7 +65,7 @@ def _looks_like_path(ref: str | os.PathLike[str]) -> bool:
     return isinstance(ref, os.PathLike) or os.sep in ref or "/" in ref or ref in (".", "..")
 
 
-def open_run(
+def resolve_run(
     runs_dir: str | os.PathLike[str], ref: str | os.PathLike[str], *, allow_path: bool = True
 ) -> RunReader:
     """The run `ref` names: an id in `runs_dir`, a unique id prefix, "latest" (the newest readable run),

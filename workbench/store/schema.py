@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from workbench.errors import StoreError
 
+DEFAULT_RUNS_DIR = "runs"  # the run store when none is named (CLI, API, app, RunConfig.runs_dir)
 SCHEMA_VERSION = 1  # bump when the manifest or a table changes incompatibly; readers refuse other versions
 MANIFEST = "manifest.json"
 STATUSES = ("running", "completed", "failed", "interrupted")

@@ -11,7 +11,7 @@ from workbench.app.context import AppContext, current, make_run_hint, pick_run
 from workbench.app.data import load_manifest
 from workbench.app.widgets import require_runs
 from workbench.figures.data import MIB
-from workbench.figures.runs import MEMORY_SOURCES
+from workbench.store.summary import MEMORY_SOURCES
 
 TABLE_KEY = "runs_table"
 

@@ -10,7 +10,7 @@ import streamlit as st
 from workbench.app.context import OPEN_RUN_KEY, current, pick_run
 from workbench.app.widgets import require_runs, show_figure
 from workbench.figures import tradeoff
-from workbench.figures.runs import MEMORY_SOURCES
+from workbench.store.summary import MEMORY_SOURCES
 
 SOURCE_KEY = "memory_source"
 CHART_KEYS = ("tradeoff_memory", "tradeoff_time")

@@ -1,6 +1,6 @@
 """Memory scaling sweep: one forward + backward per (sequence length, batch size) point, no training.
 
-    result = memory_sweep(config, lengths=[64, 128, 256, 512], batch_sizes=[1, 4, 8, 16])
+    result = run_memory_sweep(config, lengths=[64, 128, 256, 512], batch_sizes=[1, 4, 8, 16])
 
 The method is prepared once (its selection phases run on the task's training batches, as in a run),
 then every point runs a training-mode forward (the method's forward context) and backward on a batch of
@@ -29,32 +29,26 @@ import torch
 from tqdm.auto import tqdm
 
 from workbench.config import RunConfig
-from workbench.data import Batch, collate, encode_example, pad_token_id, train_batches
+from workbench.data import Batch, collate, encode_example, pad_token_id
 from workbench.data.batch import IGNORE_INDEX
-from workbench.lm import answer_loss
-from workbench.memory.device import measure_device_peaks, reset_device_peaks
-from workbench.memory.saved import track_saved_tensors
-from workbench.memory.static import static_bytes
+from workbench.memory.point import measure_point
+from workbench.orchestration.assembly import prepare_method, setup_run, train_stream
+from workbench.store import RunWriter, environment_info
 from workbench.validation import require
 
 KIND = "memory-sweep"  # manifest config["kind"] of a sweep run
-STATIC = ("params_frozen", "params_trainable", "gradients")  # no optimizer: a sweep takes no step
-
-
-class SimulatedOOM(Exception):
-    """Saved activations above the sweep's logical cap."""
 
 
 @dataclass
-class SweepResult:
-    """Where the sweep run is and what it found."""
+class MemorySweepResult:
+    """Where the memory-sweep run is and what it found."""
 
     run_id: str
     run_dir: str
     summary: dict[str, Any]
 
 
-def memory_sweep(
+def run_memory_sweep(
     config: RunConfig,
     lengths: Sequence[int],
     batch_sizes: Sequence[int],
@@ -62,12 +56,8 @@ def memory_sweep(
     synthetic: bool = False,
     cap_bytes: int | None = None,
     progress: bool = True,
-) -> SweepResult:
+) -> MemorySweepResult:
     """Measure every (length, batch size) point for `config`'s method and model into a new run."""
-    from workbench.methods.base import PrepareContext
-    from workbench.store import RunWriter, environment_info
-    from workbench.train import setup_run  # the same loading and validation as a training run
-
     _check(lengths, batch_sizes, cap_bytes)
     setup = setup_run(config)
     model, tok, cfg = setup.loaded.model, setup.loaded.tokenizer, config.train
@@ -76,11 +66,10 @@ def memory_sweep(
         limit is None or max(lengths) <= limit,
         f"length {max(lengths)} exceeds the model's {limit} positions",
     )
-    sweep = {"lengths": list(lengths), "batch_sizes": list(batch_sizes), "synthetic": synthetic}
     writer = RunWriter.create(
         config.runs_dir,
         name=f"{KIND}-{config.display_name}",
-        config={**config.to_dict(), "kind": KIND, "sweep": {**sweep, "cap_bytes": cap_bytes}},
+        config=memory_sweep_config(config, lengths, batch_sizes, synthetic=synthetic, cap_bytes=cap_bytes),
         environment=environment_info(setup.device),
     )
     with writer:
@@ -89,20 +78,12 @@ def memory_sweep(
             _synthetic_batch(model.config.vocab_size, cfg.seed) if synthetic else _task_batch(setup.task, tok)
         )
         if synthetic:
-            prep: Iterator[Batch] = (make(cfg.max_length, cfg.batch_size) for _ in itertools.count())
-        else:
-            prep = train_batches(setup.task, tok, cfg.batch_size, cfg.max_length, cfg.seed)
-        setup.method.prepare(
-            PrepareContext(
-                model=model,
-                anatomy=setup.loaded.anatomy,
-                task=setup.task,
-                batches=(b.to(setup.device) for b in prep),
-                loss_fn=lambda batch: answer_loss(model, batch),
-                lr=setup.lr,
-                seed=cfg.seed,
+            prep: Iterator[Batch] = (
+                make(cfg.max_length, cfg.batch_size).to(setup.device) for _ in itertools.count()
             )
-        )
+        else:
+            prep = train_stream(setup)
+        prepare_method(setup, prep)  # the same assembly as a training run, without recorders
         model.train()
         points = list(itertools.product(lengths, batch_sizes))
         counts = {"ok": 0, "oom": 0}
@@ -132,39 +113,21 @@ def memory_sweep(
         }
         writer.update_summary(**summary)
         writer.finish("completed")
-    return SweepResult(writer.run_id, str(writer.run_dir), writer.summary)
+    return MemorySweepResult(writer.run_id, str(writer.run_dir), writer.summary)
 
 
-def measure_point(
-    model: torch.nn.Module, method: Any, batch: Batch, device: torch.device, cap_bytes: int | None
-) -> dict[tuple[str, str], int] | None:
-    """{(source, category): bytes} of one training forward + backward, or None when it ran out of memory."""
-    reset_device_peaks(device)
-    out: dict[tuple[str, str], int] | None = None
-    loss = None
-    try:
-        with track_saved_tensors(model) as tracker, method.forward_context(batch):
-            loss = answer_loss(model, batch)
-        if cap_bytes is not None and tracker.total_bytes > cap_bytes:
-            raise SimulatedOOM
-        loss.backward()
-        out = {("logical", "saved_activations"): tracker.total_bytes}
-        static = static_bytes(model)
-        out.update({("logical", c): static[c] for c in STATIC})
-        out.update(
-            {(s, c): b for s, c, b in measure_device_peaks(device).as_rows() if c != "process_rss_peak"}
-        )
-    except (torch.OutOfMemoryError, SimulatedOOM):
-        pass
-    except RuntimeError as err:  # older CUDA paths and some CPU allocators say so only in the message
-        if "out of memory" not in str(err):
-            raise
-    # the exception (and its frames holding activations) is gone here: free what the point allocated
-    del loss
-    model.zero_grad(set_to_none=True)
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return out
+def memory_sweep_config(
+    config: RunConfig,
+    lengths: Sequence[int],
+    batch_sizes: Sequence[int],
+    *,
+    synthetic: bool = False,
+    cap_bytes: int | None = None,
+) -> dict[str, Any]:
+    """The manifest config of a memory-sweep run: the run's config, its kind and the sweep's points (what
+    `workbench.orchestration.sweeps.run_key` hashes to find a completed sweep with the same settings)."""
+    sweep = {"lengths": list(lengths), "batch_sizes": list(batch_sizes), "synthetic": synthetic}
+    return {**config.to_dict(), "kind": KIND, "sweep": {**sweep, "cap_bytes": cap_bytes}}
 
 
 def _check(lengths: Sequence[int], batch_sizes: Sequence[int], cap_bytes: int | None) -> None:

@@ -1,4 +1,5 @@
-"""Export a finished run as a normal transformers model: the training merged into plain weights."""
+"""Export a finished run's trained model as a normal transformers model: the training merged into plain
+weights (`workbench export RUN --out DIR`). Figures are exported by `workbench.figures.export`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from workbench.models import load_model
 from workbench.store import RunReader
 
 
-def export_run(run: RunReader, out: str | Path) -> Path:
+def export_model(run: RunReader, out: str | Path) -> Path:
     """Rebuild the run's trained model from the base model and its saved adapter, merge, save.
 
     The saved `adapter.safetensors` holds what the method needs to rebuild its modules (indices and

@@ -1,7 +1,9 @@
-"""One row per run from manifests only (fast for many runs): the Runs table and the trade-off data.
+"""One row per run, from manifests only (fast for many runs): the one run-summary projection, used by
+the app's Runs table and trade-off figures, `workbench ls`, the sweep summary and the study table.
 
-frame = runs_frame(list_runs("runs"))     # RunEntry list (broken runs kept, with their error)
-frame = runs_frame([RunReader(p), ...])   # or readers
+    frame = runs_frame(list_runs("runs"))     # RunEntry list (broken runs kept, with their error)
+    frame = runs_frame([RunReader(p), ...])   # or readers
+    rows = run_records(list_runs("runs"))     # the same rows as JSON-ready dicts (`workbench ls --json`)
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 # memory source -> (label, summary.memory_peak_bytes keys tried in order)
 MEMORY_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -21,15 +24,17 @@ MEMORY_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "device": ("device (NVML on GPU, peak RSS on CPU)", ("nvml_used", "process_rss_peak")),
 }
 
-# Options worth a column per method; other options still show in `options` (hover, details).
-KEY_OPTIONS: dict[str, tuple[str, ...]] = {
-    "lora": ("r", "targets"),
-    "full": (),
-    "sage": ("metric", "tau", "n_min", "align_layers"),
-    "tokentune": ("fraction", "count"),
-    "smt": ("budget", "targets", "selection"),
-    "spsft": ("rank", "ratio", "importance"),
-}
+
+def key_options(method: Any, options: Any) -> tuple[str, ...]:
+    """The options worth a column for `method`: its class's `table_options` (the method registry); for a
+    method this installation does not know, its first few options. Other options still show in
+    `options` (hover, details)."""
+    from workbench.methods import METHODS  # discovery imports the method packages (torch): only when used
+
+    if isinstance(method, str) and method in METHODS:
+        return METHODS.get(method).table_options
+    return tuple(options)[:3] if isinstance(options, dict) else ()
+
 
 COLUMNS = [
     "id",
@@ -95,9 +100,7 @@ def run_record(run: Any) -> dict[str, Any]:
     config, summary = run.config or {}, run.summary or {}
     method = config.get("method")
     options = config.get("method_options") or {}
-    keys = KEY_OPTIONS.get(method)
-    if keys is None:  # a method the table does not know: its first few options
-        keys = tuple(options)[:3] if isinstance(options, dict) else ()
+    keys = key_options(method, options)
     train = config.get("train") or {}
     record = {
         "id": run.id,
@@ -123,9 +126,9 @@ def run_record(run: Any) -> dict[str, Any]:
     return record
 
 
-def runs_frame(runs: Sequence[Any]) -> pd.DataFrame:
-    """One row per run (COLUMNS). `runs` holds RunEntry (broken ones get status "corrupt" and their
-    error) or RunReader objects."""
+def run_records(runs: Sequence[Any]) -> list[dict[str, Any]]:
+    """One record per run (`run_record`). `runs` holds RunEntry (broken ones get status "corrupt", their
+    path and their error) or RunReader objects."""
     records = []
     for item in runs:
         reader = getattr(item, "reader", item)
@@ -133,7 +136,14 @@ def runs_frame(runs: Sequence[Any]) -> pd.DataFrame:
             records.append({"id": item.id, "status": "corrupt", "path": str(item.path), "error": item.error})
             continue
         records.append(run_record(reader))
-    frame = pd.DataFrame.from_records(records, columns=COLUMNS)
+    return records
+
+
+def runs_frame(runs: Sequence[Any]) -> pd.DataFrame:
+    """`run_records` as a DataFrame with the COLUMNS, numbers as numbers (NaN where missing)."""
+    import pandas as pd  # here: listing runs (`workbench ls`) needs no pandas
+
+    frame = pd.DataFrame.from_records(run_records(runs), columns=COLUMNS)
     for column in ("accuracy", "accuracy_before", "step_seconds", "trainable_parameters", "steps"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     for source in MEMORY_SOURCES:

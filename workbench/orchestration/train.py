@@ -1,19 +1,20 @@
 """THE training loop, shared by every method.
 
-    config -> load model, task, method (all validation happens here, before anything is written)
-           -> run store -> evaluate -> method.prepare (selection phases) -> steps -> evaluate -> save
+    config -> setup_run (load model, task, method: all validation happens there, before anything is
+              written) -> run store -> evaluate -> prepare_method (selection phases) -> steps -> evaluate
+              -> save
 
 Method behaviour enters only through the Method contract (workbench/methods/base.py); measurement
-only through recorders (workbench/recorders). Reads top to bottom: `train` is the whole story.
+only through recorders (workbench/recorders); the assembly (workbench/orchestration/assembly.py) is
+shared with the memory sweep and the benchmarks. Reads top to bottom: `train` is the whole story.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,26 +22,12 @@ import torch
 from tqdm.auto import tqdm
 
 from workbench.config import RunConfig
-from workbench.data import TaskData, check_fits, evaluate, load_task, train_batches
+from workbench.data import evaluate
 from workbench.errors import RunStopped, StoreError
 from workbench.lm import answer_loss
-from workbench.methods import build_method
-from workbench.methods.base import PrepareContext
-from workbench.models import LoadedModel, load_model, resolve_device
+from workbench.orchestration.assembly import Setup, prepare_method, setup_run, train_stream
 from workbench.recorders import Recording, RecordingSession, StepInfo, default_recorders
 from workbench.store import RunWriter, environment_info
-
-
-@dataclass
-class Setup:
-    """Everything a run needs, loaded and validated; building it writes nothing."""
-
-    config: RunConfig
-    loaded: LoadedModel
-    task: TaskData
-    method: Any
-    device: torch.device
-    lr: float
 
 
 @dataclass
@@ -51,19 +38,6 @@ class RunResult:
     run_dir: str
     status: str
     summary: dict[str, Any]
-
-
-def setup_run(config: RunConfig) -> Setup:
-    """Load the model and task and build the method; any bad input raises here, before the store."""
-    device = resolve_device(config.train.device)
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[config.train.dtype]
-    method = build_method(config.method, config.method_options)
-    loaded = load_model(config.model, device=device, dtype=dtype)
-    method.check(loaded.anatomy)
-    task = load_task(config.task, seed=config.train.seed)
-    check_fits(loaded.tokenizer, task.train + task.eval, config.train.max_length, task=task.name)
-    lr = config.train.lr if config.train.lr is not None else method.default_lr
-    return Setup(config, loaded, task, method, device, lr)
 
 
 def train(config: RunConfig, *, progress: bool = True, recorders: list | None = None) -> RunResult:
@@ -89,8 +63,7 @@ def train(config: RunConfig, *, progress: bool = True, recorders: list | None = 
 def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) -> dict[str, Any]:
     cfg, model, tok = setup.config.train, setup.loaded.model, setup.loaded.tokenizer
     torch.manual_seed(cfg.seed)
-    batches = train_batches(setup.task, tok, cfg.batch_size, cfg.max_length, cfg.seed, cfg.train_examples)
-    device_batches: Iterator = (b.to(setup.device) for b in batches)
+    device_batches = train_stream(setup)
     session = RecordingSession(
         model,
         setup.loaded.anatomy,
@@ -121,27 +94,8 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
 
     with recording.attached(session):
         accuracy_before = run_eval(0) if cfg.eval_examples else math.nan
-        ctx = PrepareContext(
-            model=model,
-            anatomy=setup.loaded.anatomy,
-            task=setup.task,
-            batches=device_batches,
-            loss_fn=lambda batch: answer_loss(model, batch),
-            lr=setup.lr,
-            seed=cfg.seed,
-            phase=recording.phase,  # selection phases are timed and measured as their own phases
-            batches_for=lambda examples: (
-                b.to(setup.device)
-                for b in train_batches(
-                    dataclasses.replace(setup.task, train=list(examples)),
-                    tok,
-                    cfg.batch_size,
-                    cfg.max_length,
-                    cfg.seed,
-                )
-            ),
-        )
-        setup.method.prepare(ctx)
+        # selection phases draw from the loop's own batches and are timed and measured as their own phases
+        prepare_method(setup, device_batches, phase=recording.phase)
         params = setup.method.trainable_parameters()
         optimizer = torch.optim.AdamW(params.values(), lr=setup.lr, weight_decay=cfg.weight_decay)
         session.optimizer = optimizer

@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -52,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 from workbench.config import RunConfig, _read_toml
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.recorders.base import RecorderBase, StepInfo
+from workbench.store.schema import DEFAULT_RUNS_DIR
 
 if TYPE_CHECKING:
     from tqdm import tqdm as Tqdm
@@ -90,6 +92,12 @@ class Grid:
     seeds: tuple[int, ...] | None = None
     runs_dir: str | None = None
 
+    @functools.cached_property
+    def points(self) -> tuple[Point, ...]:
+        """Every point in order (methods in file order, then axes, then seeds), each validated once:
+        the grid keeps them."""
+        return tuple(_expand(self))
+
 
 @dataclass(frozen=True)
 class Point:
@@ -99,17 +107,18 @@ class Point:
     name: str
     data: dict[str, Any]
     axes: dict[str, Any]  # dotted key -> value of this point's grid axes, e.g. {"method.r": 8}
+    resolved: RunConfig  # RunConfig.from_dict(data), validated when the grid was expanded
 
     def config(self, runs_dir: str | os.PathLike[str] | None = None) -> RunConfig:
-        """The validated RunConfig of this point (in `runs_dir` when given)."""
-        data = copy.deepcopy(self.data)
+        """The validated RunConfig of this point (a copy; in `runs_dir` when given)."""
+        config = copy.copy(self.resolved)  # the runs dir is not validated and not part of the run key
         if runs_dir is not None:
-            data["runs_dir"] = str(runs_dir)
-        return RunConfig.from_dict(data)
+            config.runs_dir = str(runs_dir)
+        return config
 
     @property
     def key(self) -> str:
-        return run_key(self.config().to_dict())
+        return run_key(self.resolved.to_dict())
 
 
 def parse_grid(data: dict[str, Any], *, where: str = "sweep") -> Grid:
@@ -142,7 +151,7 @@ def parse_grid(data: dict[str, Any], *, where: str = "sweep") -> Grid:
         seeds=seeds,
         runs_dir=data.get("runs_dir"),
     )
-    expand(grid)  # validate every point now, before anything runs
+    grid.points  # noqa: B018  (validate every point now, before anything runs)
     return grid
 
 
@@ -161,7 +170,7 @@ def build_grid(name: str, entries: Iterable[MethodEntry], **shared: Any) -> Grid
     if unknown:
         raise ConfigError(f"unknown grid setting(s) {', '.join(sorted(unknown))}; accepted: model, task")
     grid = Grid(name, tuple(entries), shared, train, record, tuple(seeds) if seeds else None, runs_dir)
-    expand(grid)
+    grid.points  # noqa: B018  (validate every point now)
     return grid
 
 
@@ -203,7 +212,11 @@ def _axes(prefix: str, values: dict[str, Any]) -> list[tuple[str, list[Any]]]:
 
 def expand(grid: Grid) -> list[Point]:
     """Every point of the grid in order (methods in file order, then axes, then seeds), each validated."""
-    points: list[Point] = []
+    return list(grid.points)
+
+
+def _expand(grid: Grid) -> Iterator[Point]:
+    """The points of `grid`; the one place a point's config is built and validated."""
     for entry in grid.methods:
         axes = (
             _axes("train", {**grid.train, **entry.train})
@@ -224,13 +237,11 @@ def expand(grid: Grid) -> list[Point]:
             for key, value in chosen.items():
                 section, option = key.split(".", 1)
                 data.setdefault("method_options" if section == "method" else section, {})[option] = value
-            point = Point(entry.label, data["name"], data, shown)
             try:
-                point.config()
+                config = RunConfig.from_dict(copy.deepcopy(data))
             except ConfigError as err:
-                raise ConfigError(f"sweep {grid.name!r}, point {point.name!r}: {err}") from None
-            points.append(point)
-    return points
+                raise ConfigError(f"sweep {grid.name!r}, point {data['name']!r}: {err}") from None
+            yield Point(entry.label, data["name"], data, shown, config)
 
 
 def point_name(sweep: str, label: str, axes: dict[str, Any]) -> str:
@@ -346,9 +357,9 @@ def run_points(
     (the run in progress reads "interrupted" and runs again next time)."""
     from tqdm.auto import tqdm
 
+    from workbench.orchestration.train import train
     from workbench.recorders import default_recorders
     from workbench.store import RunReader
-    from workbench.train import train
 
     finished = {} if rerun else finished_runs(runs_dir)
     configs = [p.config(runs_dir) for p in points]
@@ -412,12 +423,13 @@ def run_grid(
     rerun: bool = False,
 ) -> SweepResult:
     """Expand `grid` (a Grid, a dict in the sweep layout, or a TOML path) and run it in `runs_dir`
-    (default: the grid's runs_dir, else "runs")."""
+    (default: the grid's runs_dir, else DEFAULT_RUNS_DIR)."""
     if isinstance(grid, (str, os.PathLike)):
         grid = load_grid(grid)
     elif isinstance(grid, dict):
         grid = parse_grid(grid)
-    return run_points(expand(grid), runs_dir or grid.runs_dir or "runs", progress=progress, rerun=rerun)
+    runs_dir = runs_dir or grid.runs_dir or DEFAULT_RUNS_DIR
+    return run_points(grid.points, runs_dir, progress=progress, rerun=rerun)
 
 
 def _run_ids(runs_dir: str | os.PathLike[str]) -> set[str]:
@@ -445,7 +457,7 @@ def _new_run(runs_dir: str | os.PathLike[str], before: set[str], key: str) -> Ru
 
 def summary_rows(result: SweepResult) -> list[dict[str, Any]]:
     """One dict per point: name, method, what happened, status and the run's key numbers."""
-    from workbench.figures.runs import run_record
+    from workbench.store.summary import run_record
 
     rows = []
     for o in result.outcomes:

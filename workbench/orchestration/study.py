@@ -27,8 +27,8 @@ from workbench.errors import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from workbench.orchestration.sweeps import Grid, MethodEntry, SweepResult
     from workbench.store import RunReader
-    from workbench.sweeps import Grid, MethodEntry, SweepResult
 
 
 @dataclass(frozen=True)
@@ -93,13 +93,15 @@ def study_size(size: str) -> StudySize:
 
 def default_runs_dir(size: str) -> str:
     """Where a study (and the analyses) of `size` keep their runs: runs/study, runs/study-smoke ..."""
-    return "runs/study" if size == "default" else f"runs/study-{size}"
+    from workbench.store.schema import DEFAULT_RUNS_DIR
+
+    return f"{DEFAULT_RUNS_DIR}/study" if size == "default" else f"{DEFAULT_RUNS_DIR}/study-{size}"
 
 
 def method_entry(size: str, method: str, label: str | None = None, **options: Any) -> MethodEntry:
     """A sweep entry for `method` with the size's overrides for it, then `options` (a "train" key
     holds train settings for this entry only)."""
-    from workbench.sweeps import MethodEntry
+    from workbench.orchestration.sweeps import MethodEntry
 
     base = copy.deepcopy(study_size(size).methods.get(method, {}))
     train = {**base.pop("train", {}), **options.pop("train", {})}
@@ -119,7 +121,7 @@ def size_grid(
     seeds: list[int] | None = None,
 ) -> Grid:
     """A sweep Grid on a study size's model, task and settings (`train` / `record` update them)."""
-    from workbench.sweeps import build_grid
+    from workbench.orchestration.sweeps import build_grid
 
     spec = study_size(size)
     return build_grid(
@@ -169,11 +171,10 @@ def run_study(
     """Run (or reuse) every method at `size` in `runs_dir` (default: `default_runs_dir(size)`) under
     one progress bar, and tabulate them against LoRA. `rerun` runs them all again (e.g. to measure
     step times again on a quiet machine)."""
-    from workbench.sweeps import expand, run_points
+    from workbench.orchestration.sweeps import run_grid
 
     runs_dir = str(runs_dir or default_runs_dir(size))
-    grid = study_grid(size, model=model, task=task)
-    result = run_points(expand(grid), runs_dir, progress=progress, rerun=rerun)
+    result = run_grid(study_grid(size, model=model, task=task), runs_dir, progress=progress, rerun=rerun)
     return StudyResult(size, runs_dir, result, study_table(result.runs))
 
 
@@ -185,7 +186,7 @@ def study_table(runs: list[RunReader], baseline: str = BASELINE) -> pd.DataFrame
     (accuracy, saved activations, total logical memory, step time, trainable parameters), each also
     as a ratio to the `baseline` run."""
     from workbench.comparisons import ratio_table
-    from workbench.figures.runs import runs_frame
+    from workbench.store.summary import runs_frame
 
     return ratio_table(runs_frame(runs), baseline)
 
@@ -261,7 +262,7 @@ def study_markdown(result: StudyResult, *, command: str | None = None) -> str:
 def app_path() -> Path:
     """app.py of this checkout (next to the package); ConfigError when the package was installed
     without it (the app needs a source checkout)."""
-    path = Path(__file__).resolve().parent.parent / "app.py"
+    path = Path(__file__).resolve().parents[2] / "app.py"
     if not path.is_file():
         raise ConfigError(f"app.py not found at {path}: serving the app needs a source checkout")
     return path

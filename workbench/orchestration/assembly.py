@@ -1,0 +1,106 @@
+"""How a run is assembled: load, check, build, prepare. The one path of every caller that needs a
+prepared method (the training loop, the memory sweep, the method benchmarks, the recorder tests).
+
+    setup = setup_run(config)                    # model + anatomy, method (checked), task; nothing written
+    batches = train_stream(setup)                # the run's seeded training batches, on its device
+    prepare_method(setup, batches, phase=...)    # PrepareContext -> method.prepare (swaps, selection phases)
+
+`setup_run` raises every bad input (unknown model, method options the model cannot take, a max length
+too short for the answers) before any caller touches the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+
+from workbench.config import RunConfig
+from workbench.data import Batch, Example, TaskData, check_fits, load_task, train_batches
+from workbench.lm import answer_loss
+from workbench.methods import build_method
+from workbench.methods.base import Method, PrepareContext
+from workbench.models import LoadedModel, load_model, resolve_device
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class Setup:
+    """Everything a run needs, loaded and validated; building it writes nothing."""
+
+    config: RunConfig
+    loaded: LoadedModel
+    task: TaskData
+    method: Method
+    device: torch.device
+    lr: float  # the run's peak learning rate: train.lr, else the method's default
+
+
+def setup_run(
+    config: RunConfig, *, attn_implementation: str = "eager", task: TaskData | None = None
+) -> Setup:
+    """Load the model and task and build the method; any bad input raises here, before the store.
+
+    `attn_implementation` goes to transformers (the benchmarks compare methods on sdpa too). `task`:
+    config.task already loaded with train.seed (the benchmarks prepare many methods on one task).
+    """
+    device = resolve_device(config.train.device)
+    method = build_method(config.method, config.method_options)
+    loaded = load_model(
+        config.model,
+        device=device,
+        dtype=DTYPES[config.train.dtype],
+        attn_implementation=attn_implementation,
+    )
+    method.check(loaded.anatomy)
+    task = task or load_task(config.task, seed=config.train.seed)
+    check_fits(loaded.tokenizer, task.train + task.eval, config.train.max_length, task=task.name)
+    lr = config.train.lr if config.train.lr is not None else method.default_lr
+    return Setup(config, loaded, task, method, device, lr)
+
+
+def train_stream(setup: Setup, examples: Sequence[Example] | None = None) -> Iterator[Batch]:
+    """Endless seeded training batches on the run's device: of the task's train split (capped at
+    train.train_examples), or of just `examples` (e.g. one class, for SPSFT's qm_taylor)."""
+    cfg = setup.config.train
+    if examples is None:
+        task, limit = setup.task, cfg.train_examples
+    else:
+        task, limit = dataclasses.replace(setup.task, train=list(examples)), None
+    batches = train_batches(task, setup.loaded.tokenizer, cfg.batch_size, cfg.max_length, cfg.seed, limit)
+    return (b.to(setup.device) for b in batches)
+
+
+def prepare_method(
+    setup: Setup,
+    batches: Iterator[Batch],
+    *,
+    phase: Callable[[str], AbstractContextManager[None]] | None = None,
+    loss_fn: Callable[[Batch], torch.Tensor] | None = None,
+    batches_for: Callable[[Sequence[Example]], Iterator[Batch]] | None = None,
+) -> None:
+    """Build the PrepareContext and run `setup.method.prepare` (module swaps, selection phases).
+
+    `batches`: the stream the selection phases draw from (the loop keeps drawing from it afterwards).
+    `phase`: a context that times and measures each selection phase as its own phase (recorders,
+    benchmarks); none by default. `loss_fn`: the answer loss of the model by default. `batches_for`:
+    batches of given examples, `train_stream(setup, examples)` by default.
+    """
+    model = setup.loaded.model
+    timed = {} if phase is None else {"phase": phase}  # else PrepareContext's default: no phases
+    ctx = PrepareContext(
+        model=model,
+        anatomy=setup.loaded.anatomy,
+        task=setup.task,
+        batches=batches,
+        loss_fn=loss_fn or (lambda batch: answer_loss(model, batch)),
+        lr=setup.lr,
+        seed=setup.config.train.seed,
+        batches_for=batches_for or (lambda examples: train_stream(setup, examples)),
+        **timed,
+    )
+    setup.method.prepare(ctx)
