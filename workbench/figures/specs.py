@@ -111,8 +111,8 @@ class HeatmapSpec(PanelSpec):
     zlabel: str | None = None  # colour bar title; None: the z column's name
     colorscale: str = "Viridis"  # plotly colour scale (matplotlib: the colormap of that name)
     discrete: tuple[str, str] | None = None  # two colours (0, 1) instead of a scale; no colour bar
-    zmin: float | None = None  # fixed colour range (with zmax); None: the data's range
-    zmax: float | None = None
+    zmin: float | None = None  # lower end of a fixed colour range; None (both): the data's range
+    zmax: float | None = None  # upper end of a fixed colour range
     log_z: bool = False  # colour by log10 of z (cells <= 0 left empty)
     mark: str | None = None  # bool column: cells ringed (chosen tokens)
     mark_label: str = "selected"  # legend entry of the rings
@@ -126,4 +126,4 @@ class HeatmapSpec(PanelSpec):
         return self.z if self.zlabel is None else self.zlabel
 
 
-ChartSpec = LinesSpec | BarsSpec | ScatterSpec | BoxSpec | HeatmapSpec
+ChartSpec = LinesSpec | BarsSpec | ScatterSpec | BoxSpec | HeatmapSpec  # what a Figure holds
