@@ -1,10 +1,10 @@
 """Runs page of a 50-run store: how long the app takes to render it (issue 7 target: under 2 s).
 
-    python benchmarks/app_runs_page.py                 # 50 synthetic runs, AppTest, 5 repeats
+    python benchmarks/app_runs_page.py                 # 50 runs, AppTest, 5 repeats
     python benchmarks/app_runs_page.py --runs 200 --browser   # also time it in chromium
 
-The store holds well-formed runs with every table filled (workbench.figures.synthetic), written through
-the real store writer, plus one unreadable run directory. Measured:
+The store holds real runs: the smoke study's six tiny-llama runs (one per method, trained once in about
+15 s), copied under new ids up to `--runs`, plus one unreadable run directory. Measured:
 - cold: a fresh app session (`AppTest`) with empty caches renders the Runs page: scan the runs dir, read
   every manifest, build the table, draw the sidebar (the first visit);
 - warm: the same session reruns (what every click costs; manifests come from st.cache_data);
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -30,12 +31,24 @@ TARGET_SECONDS = 2.0
 
 
 def make_store(runs_dir: Path, count: int) -> None:
-    """`count` synthetic runs across the methods, and one corrupt run directory."""
-    from workbench.figures.synthetic import write_synthetic_run
+    """`count` runs across the methods, and one corrupt run directory.
 
-    methods = ("lora", "full", "sage", "tokentune", "smt", "spsft")
+    The smoke study trains one tiny-llama run per method in a scratch directory; each is copied under
+    new ids until there are `count`. The Runs page reads manifests (and lists table names), so a copy
+    costs it what a distinct run would.
+    """
+    from workbench.orchestration.study import run_study
+
+    scratch = runs_dir.parent / "study"
+    run_study("smoke", scratch, progress=False)
+    trained = sorted(p for p in scratch.iterdir() if (p / "manifest.json").is_file())
+    runs_dir.mkdir(parents=True)
     for i in range(count):
-        write_synthetic_run(runs_dir, methods[i % len(methods)], seed=i, steps=20, run_id=f"run-{i:04d}")
+        copy = runs_dir / f"run-{i:04d}"
+        shutil.copytree(trained[i % len(trained)], copy)
+        manifest = json.loads((copy / "manifest.json").read_text())
+        manifest.update(id=copy.name, name=f"{manifest['name']}-{i}")
+        (copy / "manifest.json").write_text(json.dumps(manifest))
     corrupt = runs_dir / "corrupt"
     corrupt.mkdir()
     (corrupt / "manifest.json").write_text("{oops")

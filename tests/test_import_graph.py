@@ -1,8 +1,9 @@
 """The package's import graph has no circle (validation and the method registry are leaf modules).
 
-Edges are the workbench modules each module imports, read with `ast` from every `import` and
-`from ... import` statement (those inside functions and TYPE_CHECKING blocks too: a lazy import only
-hides a circle). Importing `a.b` makes an edge to `a.b`, not to its parent package `a`.
+Edges are the workbench modules each module imports at run time, read with `ast` from every `import`
+and `from ... import` statement, those inside functions too (a lazy import only hides a circle); imports
+under `if TYPE_CHECKING:` are for annotations only and never run, so they are not edges. Importing
+`a.b` makes an edge to `a.b`, not to its parent package `a`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import workbench
 
 PACKAGE_ROOT = Path(workbench.__file__).parent
+TYPE_CHECKING_TESTS = ("TYPE_CHECKING", "typing.TYPE_CHECKING")
 
 
 def module_name(path: Path) -> str:
@@ -27,7 +29,17 @@ def import_graph(root: Path = PACKAGE_ROOT) -> dict[str, set[str]]:
     for name, path in files.items():
         is_package = path.name == "__init__.py"
         edges: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If)
+            and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+            for inner in ast.walk(node)
+        }
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -78,6 +90,10 @@ def test_the_cycle_finder_sees_a_circle(tmp_path):
     (tmp_path / "workbench" / "__init__.py").write_text("")
     (tmp_path / "workbench" / "a.py").write_text("def f():\n    from workbench.b import g\n")
     (tmp_path / "workbench" / "b.py").write_text("from workbench import a\n")
+    (tmp_path / "workbench" / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from workbench import d\n"
+    )
+    (tmp_path / "workbench" / "d.py").write_text("from workbench import c\n")
     global PACKAGE_ROOT
     saved, PACKAGE_ROOT = PACKAGE_ROOT, tmp_path / "workbench"
     try:

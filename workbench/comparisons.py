@@ -16,7 +16,8 @@ import math
 import pandas as pd
 
 from workbench.figures.base import Figure, empty_figure
-from workbench.figures.style import METHOD_COLORS
+from workbench.figures.specs import BarsSpec, LinesSpec
+from workbench.figures.style import method_colors
 
 BASELINE = "lora"
 
@@ -56,19 +57,19 @@ def ratio_bars(table: pd.DataFrame, column: str = "step_time", baseline: str = B
     if data.empty:
         return empty_figure("ratio_bars", title, f"no {baseline} run to compare with, or no {label} recorded")
     data = data.rename(columns={ratio: "ratio"})
-    params = {
-        "x": "label",
-        "x_order": tuple(data["label"]),
-        "x_categorical": True,
-        "y": "ratio",
-        "color": "method",
-        "color_order": tuple(METHOD_COLORS),
-        "stacked": True,  # one bar per label: stacking keeps it full width
-        "xlabel": "",
-        "ylabel": f"{label} / {baseline}",
-        "hover": ["label", "method", column, "ratio"],
-    }
-    return Figure("ratio_bars", title, data.reset_index(drop=True), "bars", params)
+    spec = BarsSpec(
+        x="label",
+        x_order=tuple(data["label"]),
+        x_categorical=True,
+        y="ratio",
+        color="method",
+        color_order=tuple(method_colors()),
+        stacked=True,  # one bar per label: stacking keeps it full width
+        xlabel="",
+        ylabel=f"{label} / {baseline}",
+        hover=("label", "method", column, "ratio"),
+    )
+    return Figure("ratio_bars", title, data.reset_index(drop=True), spec)
 
 
 def accuracy_vs_trainable(frame: pd.DataFrame) -> Figure:
@@ -87,15 +88,15 @@ def accuracy_vs_trainable(frame: pd.DataFrame) -> Figure:
     data["x"] = [float(f"{x:.3g}") for x in data["x"]]  # readable ticks: 0.593, not 0.593252
     if data.empty:
         return empty_figure("accuracy_vs_trainable", title, "no run with accuracy and trainable parameters")
-    params = {
-        "x": "x",
-        "y": "accuracy",
-        "color": "method",
-        "color_order": tuple(METHOD_COLORS),
-        "markers": True,
-        "log_x": True,
-        "xlabel": xlabel,
-        "ylabel": "accuracy",
-        "hover": ["name", "method", "key_options", "trainable_parameters", "accuracy"],
-    }
-    return Figure("accuracy_vs_trainable", title, data.reset_index(drop=True), "lines", params)
+    spec = LinesSpec(
+        x="x",
+        y="accuracy",
+        color="method",
+        color_order=tuple(method_colors()),
+        markers=True,
+        log_x=True,
+        xlabel=xlabel,
+        ylabel="accuracy",
+        hover=("name", "method", "key_options", "trainable_parameters", "accuracy"),
+    )
+    return Figure("accuracy_vs_trainable", title, data.reset_index(drop=True), spec)

@@ -1,4 +1,4 @@
-"""Synthetic runs with every table filled (workbench.figures.synthetic), for fast figure tests.
+"""Synthetic runs with every table filled (synthetic_runs.py beside this file), for fast figure tests.
 
 The app tests (tests/app) use real tiny runs; here every figure kind needs its table, and the real
 recorders write some tables only for some methods, so a synthetic store covers every kind in seconds.
@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from synthetic_runs import write_synthetic_run
 
-from workbench.figures.synthetic import write_synthetic_run
 from workbench.store import RunReader
 
 METHODS = ("lora", "sage", "smt", "spsft", "full")

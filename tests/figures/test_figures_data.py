@@ -41,15 +41,28 @@ def test_runs_frame_and_memory_sources(synthetic_runs, tmp_path) -> None:
     assert list(broken["status"]) == ["corrupt"] and "expected a JSON object" in broken["error"].iloc[0]
 
 
+def test_specs_reject_unknown_options_and_stay_frozen() -> None:
+    with pytest.raises(TypeError, match="colour"):
+        wf.LinesSpec(x="step", y="value", colour="run")  # a misspelled option fails at once
+    with pytest.raises(TypeError, match="dash"):
+        wf.BarsSpec(x="layer", y="MiB", dash="run")  # an option of another shape too
+    with pytest.raises(ValueError, match="err_low and err_high"):
+        wf.BarsSpec(x="layer", y="p_mean", err_low="p_min")
+    spec = wf.HeatmapSpec(x="step", y="layer", z="value")
+    with pytest.raises(AttributeError):
+        spec.z = "other"  # type: ignore[misc]
+    assert (spec.x_title, spec.z_title) == ("step", "value")
+
+
 def test_tradeoff_panels_per_setting_and_skips_sweeps(synthetic_runs) -> None:
     frame = wf.runs_frame(synthetic_runs)
     fig = wf.tradeoff(frame, "saved_activations")
-    assert fig.data["pareto"].any() and fig.params["facet"] is None
+    assert fig.data["pareto"].any() and fig.spec.facet is None
     assert fig.data["x"].iloc[0] == pytest.approx(frame["saved_activations_bytes"].iloc[0] / 2**20)
     other = frame.assign(task=["a", "a", "b", "b", "b"], accuracy=[0.5, None, 0.6, 0.7, 0.8])
     other.loc[4, "kind"] = "memory-sweep"
     fig = wf.tradeoff(other, "total_logical")
-    assert fig.params["facet"] == "setting" and len(fig.data) == 3
+    assert fig.spec.facet == "setting" and len(fig.data) == 3
     assert fig.note.startswith("1 of 4 runs lack accuracy")
     assert wf.tradeoff(frame, "allocator").empty
     with pytest.raises(ValueError, match="unknown trade-off x"):
@@ -82,9 +95,9 @@ def test_block_figures(run_of) -> None:
     share = wf.block_share(blocks)
     assert share.data["share_percent"].sum() == pytest.approx(100.0)
     warm = wf.warmup_grads(grads, blocks)
-    assert warm.params["ylabel"] == "median |grad|" and len(warm.data) == 12
+    assert warm.spec.ylabel == "median |grad|" and len(warm.data) == 12
     fallback = wf.warmup_grads(grads.iloc[:0], blocks)
-    assert fallback.params["ylabel"] == "median block score" and fallback.note
+    assert fallback.spec.ylabel == "median block score" and fallback.note
 
 
 def test_row_figures(run_of) -> None:
@@ -100,12 +113,12 @@ def test_gradient_figures_share_one_scale(synthetic_runs) -> None:
     grads = wf.label_runs({r.name: r.table("grads") for r in synthetic_runs[:2]})
     assert wf.grad_stats(grads)[0] == "norm"
     heat = wf.grad_heatmap(grads)
-    assert set(heat.data["run"]) == {"synthetic-lora", "synthetic-sage"} and heat.params["facet"] == "run"
-    lo, hi = z_range(heat.data, heat.params)
+    assert set(heat.data["run"]) == {"synthetic-lora", "synthetic-sage"} and heat.spec.facet == "run"
+    lo, hi = z_range(heat.data, heat.spec)
     assert lo == pytest.approx(np.log10(heat.data["value"].min()))
     lines = wf.grad_lines(grads, "mean")
     assert set(lines.data["module"]) == {"q_proj", "k_proj", "v_proj", "o_proj"}  # lora_A counted as q_proj
-    assert lines.params["dash"] == "run"
+    assert lines.spec.dash == "run"
 
 
 def test_memory_figures(run_of) -> None:

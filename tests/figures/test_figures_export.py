@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from workbench.errors import ConfigError
-from workbench.figures import FIGURES, FORMATS, export, figures_for, to_bytes
+from workbench.figures import FIGURES, FORMATS, HeatmapSpec, export, figures_for, to_bytes
 from workbench.figures.style import DPI
 
 TEST_DPI = 60  # small PNGs keep the test fast; the size rule is the same at any dpi
@@ -35,7 +35,7 @@ def test_every_kind_exports_every_format(kind, synthetic_runs, out_dir) -> None:
     pdf, svg = files["pdf"], files["svg"].decode()
     assert b"/FontFile2" in pdf and b"/Type3" not in pdf  # TrueType embedded: fonttype 42
     assert "<text" in svg  # text stays text
-    if fig.shape == "heatmap":  # cells are vector rectangles, never an embedded image
+    if isinstance(fig.spec, HeatmapSpec):  # cells are vector rectangles, never an embedded image
         assert b"/Subtype /Image" not in pdf and "<image" not in svg
     assert "plotly" in files["html"].decode()[:200_000].lower()
     csv = pd.read_csv(io.BytesIO(files["csv"]))

@@ -28,9 +28,10 @@ Figure kinds and functions:
     time_phases              time_phases(timing)                        seconds per phase
 Multi-run tables carry a `run` column (`label_runs({label: table})`) and draw runs side by side.
 
-A figure of your own (an analysis's ratio plot) is a `Figure(kind, title, data, shape, params)` with one
-of the shapes in `base.SHAPES` (lines, bars, heatmap, scatter, box); it then draws in both backends and
-exports like the built-in ones. `FIGURES` maps every kind name to how it is built from runs (CLI).
+A figure of your own (an analysis's ratio plot) is a `Figure(kind, title, data, spec)` with one of the
+typed specs `LinesSpec`, `BarsSpec`, `HeatmapSpec`, `ScatterSpec`, `BoxSpec` (frozen dataclasses: a
+misspelled option fails when the spec is built); it then draws in both backends and exports like the
+built-in ones. `FIGURES` maps every kind name to how it is built from runs (CLI).
 """
 
 from workbench.figures.base import Figure
@@ -43,6 +44,7 @@ from workbench.figures.kinds import FIGURES, FigureKind, figures_for
 from workbench.figures.memory import memory_blocks, memory_phases, memory_steps, memory_sweep
 from workbench.figures.rows import row_importance, row_selection
 from workbench.figures.saliency import position_selection, saliency_heatmap, token_budget
+from workbench.figures.specs import BarsSpec, BoxSpec, HeatmapSpec, LinesSpec, ScatterSpec
 from workbench.figures.tradeoff import TRADEOFF_X, tradeoff
 from workbench.store.summary import MEMORY_SOURCES, runs_frame
 
@@ -51,6 +53,8 @@ __all__ = [
     "FORMATS",
     "MEMORY_SOURCES",
     "TRADEOFF_X",
+    "BarsSpec",
+    "BoxSpec",
     "Figure",
     "FigureKind",
     "block_grid",
@@ -61,7 +65,9 @@ __all__ = [
     "grad_heatmap",
     "grad_lines",
     "grad_stats",
+    "HeatmapSpec",
     "label_runs",
+    "LinesSpec",
     "memory_blocks",
     "memory_phases",
     "memory_steps",
@@ -73,6 +79,7 @@ __all__ = [
     "row_selection",
     "runs_frame",
     "saliency_heatmap",
+    "ScatterSpec",
     "time_phases",
     "to_bytes",
     "token_budget",

@@ -9,6 +9,7 @@ import pandas as pd
 
 from workbench.figures.base import Figure, empty_figure
 from workbench.figures.data import last_step
+from workbench.figures.specs import BarsSpec, HeatmapSpec, LinesSpec
 from workbench.figures.style import MODULE_ORDER, short_module
 
 WARMUP_PHASE = "warmup"  # grads.phase of SMT's warm-up statistics (step 0, stats median / mean / max)
@@ -32,25 +33,25 @@ def block_grid(blocks: pd.DataFrame, step: int | None = None, value: str = "sele
     width = data.groupby("module")["col_block"].transform("max") + 2  # one empty column between layers
     data["x"] = data["layer"] * width + data["col_block"]
     data["value"] = data["selected"].astype(float) if value == "selected" else data["score"]
-    params = {
-        "x": "x",
-        "y": "row_block",
-        "z": "value",
-        "x_group": "layer",
-        "facet": "module",
-        "facet_order": MODULE_ORDER,
-        "facet_dir": "row",
-        "xlabel": "layer (column blocks of each layer side by side)",
-        "ylabel": "row block",
-        "zlabel": "chosen" if value == "selected" else "block score",
-        "discrete": value == "selected",
-        "colorscale": [[0, "#e8e8e8"], [1, "#009E73"]] if value == "selected" else "Viridis",
-        "legend": False,
-        "row_height": 0.8,
-    }
-    if value == "selected":
-        params.update(zmin=0.0, zmax=1.0)
-    return Figure("block_grid", f"{title} (step {step})", data, "heatmap", params)
+    chosen = value == "selected"
+    spec = HeatmapSpec(
+        x="x",
+        y="row_block",
+        z="value",
+        x_group="layer",
+        facet="module",
+        facet_order=MODULE_ORDER,
+        wrap=1,
+        xlabel="layer (column blocks of each layer side by side)",
+        ylabel="row block",
+        zlabel="chosen" if chosen else "block score",
+        discrete=("#e8e8e8", "#009E73") if chosen else None,
+        zmin=0.0 if chosen else None,
+        zmax=1.0 if chosen else None,
+        legend=False,
+        row_height=0.8,
+    )
+    return Figure("block_grid", f"{title} (step {step})", data, spec)
 
 
 def block_share(blocks: pd.DataFrame, step: int | None = None) -> Figure:
@@ -66,17 +67,16 @@ def block_share(blocks: pd.DataFrame, step: int | None = None) -> Figure:
     )
     total = max(int(counts["blocks"].sum()), 1)
     counts["share_percent"] = 100.0 * counts["blocks"] / total
-    params = {
-        "x": "layer",
-        "y": "share_percent",
-        "color": "module",
-        "color_order": MODULE_ORDER,
-        "stacked": True,
-        "xlabel": "layer",
-        "ylabel": "share of chosen blocks (%)",
-        "hover": ["layer", "module", "blocks", "share_percent"],
-    }
-    return Figure("block_share", f"{title} (step {step}, {total} blocks)", counts, "bars", params)
+    spec = BarsSpec(
+        x="layer",
+        y="share_percent",
+        color="module",
+        color_order=MODULE_ORDER,
+        xlabel="layer",
+        ylabel="share of chosen blocks (%)",
+        hover=("layer", "module", "blocks", "share_percent"),
+    )
+    return Figure("block_share", f"{title} (step {step}, {total} blocks)", counts, spec)
 
 
 def warmup_grads(grads: pd.DataFrame | None, blocks: pd.DataFrame | None = None) -> Figure:
@@ -110,14 +110,14 @@ def warmup_grads(grads: pd.DataFrame | None, blocks: pd.DataFrame | None = None)
     else:
         return empty_figure("warmup_grads", title, "no warm-up gradient statistics recorded")
     data = data[data["layer"] >= 0]
-    params = {
-        "x": "layer",
-        "y": "value",
-        "color": "module",
-        "color_order": MODULE_ORDER,
-        "markers": True,
-        "xlabel": "layer",
-        "ylabel": ylabel,
-        "hover": ["layer", "module", "value"],
-    }
-    return Figure("warmup_grads", title, data, "lines", params, note)
+    spec = LinesSpec(
+        x="layer",
+        y="value",
+        color="module",
+        color_order=MODULE_ORDER,
+        markers=True,
+        xlabel="layer",
+        ylabel=ylabel,
+        hover=("layer", "module", "value"),
+    )
+    return Figure("warmup_grads", title, data, spec, note)

@@ -6,6 +6,7 @@ import pandas as pd
 
 from workbench.figures.base import Figure, empty_figure
 from workbench.figures.data import downsample
+from workbench.figures.specs import BarsSpec, LinesSpec
 
 PHASE_ORDER = ("warmup", "importance", "forward", "backward", "optimizer", "eval")
 
@@ -27,18 +28,18 @@ def metric_curves(
         return empty_figure("metric_curves", title, f"no {name} recorded")
     data = df.groupby(["run", "step"])["value"].mean().reset_index()
     data, thinned = downsample(data, "step", "value", ["run"], max_points=max_points)
-    params = {
-        "x": "step",
-        "y": "value",
-        "color": "run",
-        "markers": data["step"].nunique() <= 30,
-        "xlabel": "step",
-        "ylabel": name,
-        "hover": ["run", "step", "value"],
-        "legend": data["run"].nunique() > 1,
-    }
+    spec = LinesSpec(
+        x="step",
+        y="value",
+        color="run",
+        markers=data["step"].nunique() <= 30,
+        xlabel="step",
+        ylabel=name,
+        hover=("run", "step", "value"),
+        legend=data["run"].nunique() > 1,
+    )
     note = f"steps averaged into {max_points} buckets" if thinned else ""
-    return Figure("metric_curves", title, data, "lines", params, note)
+    return Figure("metric_curves", title, data, spec, note)
 
 
 def time_phases(timing: pd.DataFrame) -> Figure:
@@ -53,16 +54,16 @@ def time_phases(timing: pd.DataFrame) -> Figure:
         .agg(seconds=("seconds", "sum"), per_step=("seconds", "mean"), count=("seconds", "size"))
         .reset_index()
     )
-    params = {
-        "x": "phase",
-        "x_order": PHASE_ORDER,
-        "x_categorical": True,
-        "y": "seconds",
-        "color": "run",
-        "stacked": False,
-        "xlabel": "phase",
-        "ylabel": "seconds (total)",
-        "hover": ["run", "phase", "seconds", "per_step", "count"],
-        "legend": data["run"].nunique() > 1,
-    }
-    return Figure("time_phases", title, data, "bars", params)
+    spec = BarsSpec(
+        x="phase",
+        x_order=PHASE_ORDER,
+        x_categorical=True,
+        y="seconds",
+        color="run",
+        stacked=False,
+        xlabel="phase",
+        ylabel="seconds (total)",
+        hover=("run", "phase", "seconds", "per_step", "count"),
+        legend=data["run"].nunique() > 1,
+    )
+    return Figure("time_phases", title, data, spec)

@@ -7,7 +7,7 @@ only inside `rc_context` here and in export.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib as mpl
 import numpy as np
@@ -17,9 +17,13 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
-from workbench.figures.base import Figure, panel_title, panels
 from workbench.figures.heatgrid import heat_grid, z_range
-from workbench.figures.style import LEGEND_COLUMNS, MARK_COLOR, PAPER_RC, group_colors, ordered
+from workbench.figures.panels import colors, groups, panel_xlabel, panels
+from workbench.figures.specs import BarsSpec, BoxSpec, GroupSpec, HeatmapSpec, LinesSpec, ScatterSpec
+from workbench.figures.style import LEGEND_COLUMNS, MARK_COLOR, PAPER_RC, ordered
+
+if TYPE_CHECKING:  # Figure.plotly() / .matplotlib() call into this module
+    from workbench.figures.base import Figure
 
 MAX_TICK_LABELS = 64  # token labels beyond this many are thinned out (every k-th)
 DASHES = ["-", "--", ":", "-.", (0, (5, 1))]
@@ -34,30 +38,24 @@ def draw(fig: Figure, size: str = "one") -> MplFigure:
             ax.text(0.5, 0.5, fig.note or "no data", ha="center", va="center", transform=ax.transAxes)
             ax.set_axis_off()
             return out
-        rows, cols = fig.grid(size)
-        share_y = fig.params.get("share_y", True) and fig.shape != "heatmap"
-        axes = out.subplots(rows, cols, squeeze=False, sharey=share_y)
+        spec, (rows, cols) = fig.spec, fig.grid(size)
+        axes = out.subplots(rows, cols, squeeze=False, sharey=isinstance(spec, GroupSpec) and spec.share_y)
         used = set()
         for value, part, r, c in panels(fig, size):
             ax = axes[r - 1][c - 1]
             used.add((r, c))
-            DRAWERS[fig.shape](fig, out, ax, part)
-            ax.set_title(panel_title(fig, value))
-            ax.set_xlabel(_xlabel(fig, value))
+            DRAWERS[type(spec)](fig, spec, ax, part)
+            ax.set_title("" if value is None else str(value))
+            ax.set_xlabel(panel_xlabel(fig, value))
             if c == 1:
-                ax.set_ylabel(fig.params.get("ylabel", fig.params.get("y", "")))
+                ax.set_ylabel(spec.y_title)
         for r in range(rows):
             for c in range(cols):
                 if (r + 1, c + 1) not in used:
                     axes[r][c].set_axis_off()
-        if fig.params.get("legend", True):
+        if spec.legend:
             _legend(out, axes)
         return out
-
-
-def _xlabel(fig: Figure, value: Any) -> str:
-    per_facet = fig.params.get("facet_xlabel") or {}
-    return per_facet.get(value, fig.params.get("xlabel", fig.params.get("x", "")))
 
 
 def _legend(out: MplFigure, axes: np.ndarray) -> None:
@@ -77,65 +75,47 @@ def _legend(out: MplFigure, axes: np.ndarray) -> None:
         )
 
 
-def _colors(fig: Figure) -> dict[Any, str]:
-    column = fig.params.get("color")
-    if not column:
-        return {}
-    return group_colors(column, ordered(fig.data[column], fig.params.get("color_order", ())))
-
-
-def _groups(fig: Figure, part: pd.DataFrame, column: str | None) -> list[tuple[Any, pd.DataFrame]]:
-    if not column:
-        return [(None, part)]
-    order = ordered(fig.data[column], fig.params.get("color_order", ()))
-    return [(g, part[part[column] == g]) for g in order if (part[column] == g).any()]
-
-
-def _lines(fig: Figure, out: MplFigure, ax: Axes, part: pd.DataFrame) -> None:
-    p = fig.params
-    colors = _colors(fig)
-    dash_values = ordered(fig.data[p["dash"]]) if p.get("dash") else [None]
-    flag = p.get("flag")
-    top = part[p["y"]].max() if part[p["y"]].notna().any() else 1.0
-    for color_value, group in _groups(fig, part, p.get("color")):
-        for dash_value, sub in _groups(fig, group, p.get("dash")):
-            ok = sub[~sub[flag]] if flag else sub
-            style = dict(
-                color=colors.get(color_value),
+def _lines(fig: Figure, s: LinesSpec, ax: Axes, part: pd.DataFrame) -> None:
+    palette = colors(s, fig.data)
+    dash_values = ordered(fig.data[s.dash]) if s.dash else [None]
+    top = part[s.y].max() if part[s.y].notna().any() else 1.0
+    for color_value, group in groups(s, fig.data, part, s.color):
+        for dash_value, sub in groups(s, fig.data, group, s.dash):
+            ok = sub[~sub[s.flag]] if s.flag else sub
+            ax.plot(
+                ok[s.x],
+                ok[s.y],
+                color=palette.get(color_value),
                 linestyle=DASHES[dash_values.index(dash_value) % len(DASHES)],
-                marker="o" if p.get("markers") else None,
-                label="_" if p.get("dash") else str(color_value if color_value is not None else p["y"]),
+                marker="o" if s.markers else None,
+                label="_" if s.dash else str(color_value if color_value is not None else s.y),
             )
-            if p.get("step_line"):
-                ax.step(ok[p["x"]], ok[p["y"]], where="post", **style)
-            else:
-                ax.plot(ok[p["x"]], ok[p["y"]], **style)
-            bad = sub[sub[flag]] if flag else sub.iloc[:0]
+            bad = sub[sub[s.flag]] if s.flag else sub.iloc[:0]
             if len(bad):
                 ax.scatter(
-                    bad[p["x"]], [top * 1.08] * len(bad), marker="x", color=colors.get(color_value), s=18
+                    bad[s.x], [top * 1.08] * len(bad), marker="x", color=palette.get(color_value), s=18
                 )
                 ax.annotate(
                     "OOM",
-                    (bad[p["x"]].iloc[0], top * 1.08),
+                    (bad[s.x].iloc[0], top * 1.08),
                     textcoords="offset points",
                     xytext=(0, 4),
                     ha="center",
                     fontsize=5,
                 )
-    if p.get("dash"):  # colours and dashes keyed apart: n + m legend entries, not n x m
-        for color_value, _ in _groups(fig, part, p.get("color")):
-            ax.plot([], [], color=colors.get(color_value), label=str(color_value))
+    if s.dash:  # colours and dashes keyed apart: n + m legend entries, not n x m
+        for color_value, _ in groups(s, fig.data, part, s.color):
+            ax.plot([], [], color=palette.get(color_value), label=str(color_value))
         for dash_value in dash_values:
             style = DASHES[dash_values.index(dash_value) % len(DASHES)]
             ax.plot([], [], color="#555555", linestyle=style, label=str(dash_value))
-    _scales(ax, p, part[p["x"]].dropna().tolist())
+    _scales(ax, s, part[s.x].dropna().tolist())
 
 
-def _scales(ax: Axes, p: dict[str, Any], xs: Any = None) -> None:
-    if p.get("log_y"):
+def _scales(ax: Axes, s: GroupSpec, xs: Any = None) -> None:
+    if s.log_y:
         ax.set_yscale("log")
-    if p.get("log_x"):
+    if s.log_x:
         ax.set_xscale("log")
         if xs is not None and 0 < len(set(xs)) <= 12:  # label the measured points, as plain numbers
             ticks = sorted(set(xs))
@@ -143,8 +123,9 @@ def _scales(ax: Axes, p: dict[str, Any], xs: Any = None) -> None:
             ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def _category_positions(fig: Figure, part: pd.DataFrame) -> tuple[list[Any], dict[Any, int]]:
-    values = ordered(part[fig.params["x"]], fig.params.get("x_order", ()))
+def _categories(part: pd.DataFrame, x: str, order: tuple[Any, ...] = ()) -> tuple[list[Any], dict[Any, int]]:
+    """The x categories of a panel in drawing order, and each one's position."""
+    values = ordered(part[x], order)
     if all(isinstance(v, (int, float, np.integer, np.floating)) for v in values):
         values = sorted(values)
     return values, {v: i for i, v in enumerate(values)}
@@ -155,63 +136,57 @@ def _set_category_ticks(ax: Axes, values: list[Any]) -> None:
     ax.set_xticks(range(0, len(values), step), [str(v) for v in values[::step]])
 
 
-def _bars(fig: Figure, out: MplFigure, ax: Axes, part: pd.DataFrame) -> None:
-    p = fig.params
-    colors = _colors(fig)
-    values, index = _category_positions(fig, part)
-    groups = _groups(fig, part, p.get("color"))
-    stacked = p.get("stacked", True)
-    width = 0.8 if stacked else 0.8 / max(len(groups), 1)
+def _bars(fig: Figure, s: BarsSpec, ax: Axes, part: pd.DataFrame) -> None:
+    palette = colors(s, fig.data)
+    values, index = _categories(part, s.x, s.x_order)
+    bar_groups = groups(s, fig.data, part, s.color)
+    width = 0.8 if s.stacked else 0.8 / max(len(bar_groups), 1)
     bottom = np.zeros(len(values))
-    for k, (color_value, group) in enumerate(groups):
-        pos = np.array([index[v] for v in group[p["x"]]], dtype=float)
-        heights = group[p["y"]].to_numpy(dtype=float)
-        offset = 0.0 if stacked else (k - (len(groups) - 1) / 2) * width
-        base = bottom[pos.astype(int)] if stacked else 0.0
+    for k, (color_value, group) in enumerate(bar_groups):
+        pos = np.array([index[v] for v in group[s.x]], dtype=float)
+        heights = group[s.y].to_numpy(dtype=float)
+        offset = 0.0 if s.stacked else (k - (len(bar_groups) - 1) / 2) * width
+        base = bottom[pos.astype(int)] if s.stacked else 0.0
         yerr = None
-        if p.get("err_low") and p.get("err_high"):
-            yerr = np.vstack([heights - group[p["err_low"]], group[p["err_high"]] - heights])
+        if s.err_low and s.err_high:
+            yerr = np.vstack([heights - group[s.err_low], group[s.err_high] - heights])
         ax.bar(
             pos + offset,
             heights,
             width=width,
             bottom=base,
-            color=colors.get(color_value, "#0072B2"),
+            color=palette.get(color_value, "#0072B2"),
             label=str(color_value) if color_value is not None else "_",
             yerr=yerr,
             error_kw=dict(lw=0.6, capsize=1.5),
             linewidth=0,
         )
-        if stacked:
+        if s.stacked:
             np.add.at(bottom, pos.astype(int), np.nan_to_num(heights))
     _set_category_ticks(ax, values)
-    _scales(ax, p)
+    _scales(ax, s)
 
 
-def _cmap(p: dict[str, Any]) -> Any:
-    if p.get("discrete"):
-        return ListedColormap(p.get("discrete_colors", ["#e8e8e8", "#009E73"]))
-    name = str(p.get("colorscale", "Viridis"))
-    reverse = name.endswith("_r")
-    name = name.removesuffix("_r")
+def _cmap(s: HeatmapSpec) -> Any:
+    if s.discrete:
+        return ListedColormap(list(s.discrete))
+    reverse = s.colorscale.endswith("_r")
+    name = s.colorscale.removesuffix("_r")
     cmap = mpl.colormaps.get(name.lower()) or mpl.colormaps.get(name) or mpl.colormaps["viridis"]
     return cmap.reversed() if reverse else cmap
 
 
-def _heatmap(fig: Figure, out: MplFigure, ax: Axes, part: pd.DataFrame) -> None:
-    p = fig.params
-    g = heat_grid(part, p, log=p.get("log_z", False))
+def _heatmap(fig: Figure, s: HeatmapSpec, ax: Axes, part: pd.DataFrame) -> None:
+    g = heat_grid(part, s)
     if g is None:
         return
-    zmin, zmax = z_range(fig.data, p)
-    x_edges = _edges(g.xs)
-    y_edges = _edges(g.ys)
+    zmin, zmax = z_range(fig.data, s)
     # pcolormesh, never imshow: every cell stays a vector rectangle in PDF/SVG
     mesh = ax.pcolormesh(
-        x_edges,
-        y_edges,
+        _edges(g.xs),
+        _edges(g.ys),
         np.ma.masked_invalid(g.z),
-        cmap=_cmap(p),
+        cmap=_cmap(s),
         vmin=zmin,
         vmax=zmax,
         shading="flat",
@@ -226,11 +201,11 @@ def _heatmap(fig: Figure, out: MplFigure, ax: Axes, part: pd.DataFrame) -> None:
             facecolors="none",
             edgecolors=MARK_COLOR,
             linewidths=0.5,
-            label=p.get("mark_label", "selected"),
+            label=s.mark_label,
         )
     if g.tick_pos is not None:
         step = max(1, int(np.ceil(len(g.tick_pos) / MAX_TICK_LABELS)))
-        small = bool(p.get("x_text"))
+        small = bool(s.x_text)
         ax.set_xticks(
             g.tick_pos[::step],
             g.tick_text[::step],
@@ -243,11 +218,11 @@ def _heatmap(fig: Figure, out: MplFigure, ax: Axes, part: pd.DataFrame) -> None:
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if g.tick_pos is None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if p.get("y_reversed", True):
+    if s.y_reversed:
         ax.invert_yaxis()
-    if not p.get("discrete") and ax is ax.figure.axes[0]:
-        bar = out.colorbar(mesh, ax=ax, shrink=0.9, pad=0.01)
-        bar.set_label(p.get("zlabel", p["z"]))
+    if not s.discrete and ax is ax.figure.axes[0]:
+        bar = ax.figure.colorbar(mesh, ax=ax, shrink=0.9, pad=0.01)
+        bar.set_label(s.z_title)
         bar.solids.set_rasterized(False)  # matplotlib rasterizes long colorbars; keep the PDF all vector
         bar.outline.set_linewidth(0.4)
 
@@ -261,75 +236,60 @@ def _edges(centres: np.ndarray) -> np.ndarray:
     return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
 
 
-def _scatter(fig: Figure, out: MplFigure, ax: Axes, part: pd.DataFrame) -> None:
-    p = fig.params
-    colors = _colors(fig)
-    for color_value, group in _groups(fig, part, p.get("color")):
+def _scatter(fig: Figure, s: ScatterSpec, ax: Axes, part: pd.DataFrame) -> None:
+    palette = colors(s, fig.data)
+    for color_value, group in groups(s, fig.data, part, s.color):
         ax.scatter(
-            group[p["x"]],
-            group[p["y"]],
+            group[s.x],
+            group[s.y],
             s=18,
-            color=colors.get(color_value),
+            color=palette.get(color_value),
             edgecolors="white",
             linewidths=0.4,
             label=str(color_value),
             zorder=3,
         )
-        if p.get("labels") and p.get("label"):
-            for x, y, text in zip(group[p["x"]], group[p["y"]], group[p["label"]], strict=True):
+        if s.label:
+            for x, y, text in zip(group[s.x], group[s.y], group[s.label], strict=True):
                 ax.annotate(
                     str(text), (x, y), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=4.5
                 )
-    front = part[part[p["front"]]].sort_values(p["x"]) if p.get("front") else part.iloc[:0]
+    front = part[part[s.front]].sort_values(s.x) if s.front else part.iloc[:0]
     if len(front):  # rings around the frontier's runs, joined by a staircase
         ax.step(
-            front[p["x"]],
-            front[p["y"]],
-            where="post",
-            color="#777777",
-            linestyle="--",
-            linewidth=0.8,
-            zorder=2,
+            front[s.x], front[s.y], where="post", color="#777777", linestyle="--", linewidth=0.8, zorder=2
         )
         ax.scatter(
-            front[p["x"]],
-            front[p["y"]],
-            s=60,
-            facecolors="none",
-            edgecolors="#777777",
-            linewidths=0.6,
-            zorder=2,
+            front[s.x], front[s.y], s=60, facecolors="none", edgecolors="#777777", linewidths=0.6, zorder=2
         )
         ax.plot(
             [], [], color="#777777", linestyle="--", marker="o", fillstyle="none", label="Pareto frontier"
         )
-    _scales(ax, p)
+    _scales(ax, s)
 
 
-def _box(fig: Figure, out: MplFigure, ax: Axes, part: pd.DataFrame) -> None:
-    p = fig.params
-    colors = _colors(fig)
-    values, index = _category_positions(fig, part)
-    groups = _groups(fig, part, p.get("color"))
-    width = 0.8 / max(len(groups), 1)
-    for k, (color_value, group) in enumerate(groups):
-        offset = (k - (len(groups) - 1) / 2) * width
+def _box(fig: Figure, s: BoxSpec, ax: Axes, part: pd.DataFrame) -> None:
+    palette = colors(s, fig.data)
+    values, index = _categories(part, s.x)
+    box_groups = groups(s, fig.data, part, s.color)
+    width = 0.8 / max(len(box_groups), 1)
+    for k, (color_value, group) in enumerate(box_groups):
+        offset = (k - (len(box_groups) - 1) / 2) * width
         stats = [
             {
-                "med": r[p["median"]],
-                "q1": r[p["q1"]],
-                "q3": r[p["q3"]],
-                "whislo": r[p["low"]],
-                "whishi": r[p["high"]],
+                "med": r[s.y],
+                "q1": r[s.q1],
+                "q3": r[s.q3],
+                "whislo": r[s.low],
+                "whishi": r[s.high],
                 "fliers": [],
             }
             for _, r in group.iterrows()
         ]
-        positions = [index[v] + offset for v in group[p["x"]]]
-        color = colors.get(color_value, "#0072B2")
+        color = palette.get(color_value, "#0072B2")
         ax.bxp(
             stats,
-            positions=positions,
+            positions=[index[v] + offset for v in group[s.x]],
             widths=width * 0.85,
             patch_artist=True,
             boxprops=dict(facecolor=color, edgecolor=color, linewidth=0.5, alpha=0.7),
@@ -340,7 +300,7 @@ def _box(fig: Figure, out: MplFigure, ax: Axes, part: pd.DataFrame) -> None:
         )
         ax.plot([], [], color=color, linewidth=4, label=str(color_value))
     _set_category_ticks(ax, values)
-    _scales(ax, p)
+    _scales(ax, s)
 
 
-DRAWERS = {"lines": _lines, "bars": _bars, "heatmap": _heatmap, "scatter": _scatter, "box": _box}
+DRAWERS = {LinesSpec: _lines, BarsSpec: _bars, HeatmapSpec: _heatmap, ScatterSpec: _scatter, BoxSpec: _box}

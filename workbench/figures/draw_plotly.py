@@ -1,20 +1,24 @@
 """Draw a `Figure` with plotly: the app's interactive charts and the HTML export.
 
-One function per chart shape (see base.py); each reads column names and labels from `fig.params`.
+One function per chart shape (see base.py), chosen by the type of `fig.spec`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from workbench.figures.base import Figure, panel_title, panels
 from workbench.figures.heatgrid import heat_grid, z_range
-from workbench.figures.style import MARK_COLOR, PALETTE, PLOTLY_TEMPLATE, group_colors, ordered
+from workbench.figures.panels import colors, groups, panel_xlabel, panels
+from workbench.figures.specs import BarsSpec, BoxSpec, GroupSpec, HeatmapSpec, LinesSpec, ScatterSpec
+from workbench.figures.style import MARK_COLOR, PALETTE, PLOTLY_TEMPLATE, ordered
+
+if TYPE_CHECKING:  # Figure.plotly() / .matplotlib() call into this module
+    from workbench.figures.base import Figure
 
 OOM_COLOR = "#D55E00"
 
@@ -28,10 +32,11 @@ def draw(fig: Figure) -> go.Figure:
         )
         out.update_layout(title=fig.title, template=PLOTLY_TEMPLATE, xaxis_visible=False, yaxis_visible=False)
         return out
-    p = fig.params
+    spec = fig.spec
     rows, cols = fig.grid("two")
-    titles = [panel_title(fig, v) for v in fig.facets()]
-    share_y = p.get("share_y", True) and fig.shape != "heatmap"
+    facets = fig.facets()
+    titles = ["" if v is None else str(v) for v in facets]
+    share_y = isinstance(spec, GroupSpec) and spec.share_y
     out = make_subplots(
         rows=rows,
         cols=cols,
@@ -40,64 +45,49 @@ def draw(fig: Figure) -> go.Figure:
         horizontal_spacing=min(0.08, 0.4 / max(cols, 1)) if share_y else min(0.12, 0.6 / max(cols, 1)),
         vertical_spacing=min(0.12, 0.5 / max(rows, 1)),
     )
-    DRAWERS[fig.shape](fig, out)
-    height = p.get("plot_height", 360 if rows == 1 else min(260 * rows, 1400))
+    DRAWERS[type(spec)](fig, spec, out)
     out.update_layout(
         title=fig.title,
         template=PLOTLY_TEMPLATE,
-        height=height,
+        height=360 if rows == 1 else min(260 * rows, 1400),
         margin=dict(l=60, r=20, t=70, b=60),
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0) if p.get("legend", True) else None,
-        showlegend=p.get("legend", True),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0) if spec.legend else None,
+        showlegend=spec.legend,
     )
-    if fig.shape in ("bars", "box"):
-        out.update_layout(barmode="stack" if p.get("stacked", True) else "group", boxmode="group")
-    for r in range(1, rows + 1):
-        for c in range(1, cols + 1):
-            out.update_xaxes(title_text=_xlabel(fig, r, c, cols), row=r, col=c)
-            if c == 1:
-                out.update_yaxes(title_text=p.get("ylabel", p.get("y", "")), row=r, col=c)
-    _integer_x(fig, out)
-    if p.get("log_y"):
-        out.update_yaxes(type="log", tickformat=".2~g")
-    if p.get("log_x"):
-        out.update_xaxes(type="log")
-    if p.get("x_categorical"):
-        order = [str(v) for v in ordered(fig.data[p["x"]], p.get("x_order", ()))]
-        out.update_xaxes(type="category", categoryorder="array", categoryarray=order)
+    for i in range(rows * cols):
+        value = facets[i] if i < len(facets) else None
+        out.update_xaxes(title_text=panel_xlabel(fig, value), row=i // cols + 1, col=i % cols + 1)
+    out.update_yaxes(title_text=spec.y_title, col=1)
+    _axes(fig, out)
     return out
 
 
-def _integer_x(fig: Figure, out: go.Figure) -> None:
-    """Whole-number x (layers, a few steps) gets one tick per value instead of 0.5 steps."""
-    p = fig.params
-    if fig.shape not in ("lines", "bars", "heatmap") or p.get("log_x") or p.get("x_categorical"):
-        return
-    if p.get("x_text") or p.get("x_group"):  # heatmaps with their own tick labels
-        return
-    x = fig.data[p["x"]]
-    if pd.api.types.is_integer_dtype(x) and x.nunique() <= 40:
+def _axes(fig: Figure, out: go.Figure) -> None:
+    """Log axes, category order; whole-number x (layers, a few steps) gets one tick per value."""
+    spec, x = fig.spec, fig.data[fig.spec.x]
+    log_x = isinstance(spec, GroupSpec) and spec.log_x
+    categories = isinstance(spec, BarsSpec) and spec.x_categorical
+    own_ticks = isinstance(spec, HeatmapSpec) and (spec.x_text or spec.x_group)  # token text, layers
+    numeric = isinstance(spec, (LinesSpec, BarsSpec, HeatmapSpec)) and not (log_x or categories or own_ticks)
+    if numeric and pd.api.types.is_integer_dtype(x) and x.nunique() <= 40:
         out.update_xaxes(dtick=1)
+    if isinstance(spec, GroupSpec) and spec.log_y:
+        out.update_yaxes(type="log", tickformat=".2~g")
+    if log_x:
+        out.update_xaxes(type="log")
+    if isinstance(spec, BarsSpec) and spec.x_categorical:
+        order = [str(v) for v in ordered(x, spec.x_order)]
+        out.update_xaxes(type="category", categoryorder="array", categoryarray=order)
 
 
-def _xlabel(fig: Figure, row: int, col: int, cols: int) -> str:
-    p = fig.params
-    facets = fig.facets()
-    index = (row - 1) * cols + col - 1
-    per_facet = p.get("facet_xlabel") or {}
-    if index < len(facets) and facets[index] in per_facet:
-        return per_facet[facets[index]]
-    return p.get("xlabel", p.get("x", ""))
-
-
-def _hover(part: pd.DataFrame, columns: list[str]) -> list[str] | None:
+def _hover(part: pd.DataFrame, columns: tuple[str, ...]) -> list[str] | None:
     """Per-row hover text "col: value" for `columns` present in `part`."""
-    columns = [c for c in columns if c in part]
-    if not columns:
+    present = [c for c in columns if c in part]
+    if not present:
         return None
     return [
-        "<br>".join(f"{c}: {_fmt(v)}" for c, v in zip(columns, row, strict=True))
-        for row in part[columns].itertuples(index=False)
+        "<br>".join(f"{c}: {_fmt(v)}" for c, v in zip(present, row, strict=True))
+        for row in part[present].itertuples(index=False)
     ]
 
 
@@ -107,56 +97,39 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _groups(fig: Figure, part: pd.DataFrame, column: str | None) -> list[tuple[Any, pd.DataFrame]]:
-    if not column:
-        return [(None, part)]
-    order = ordered(fig.data[column], fig.params.get("color_order", ()))
-    return [(g, part[part[column] == g]) for g in order if (part[column] == g).any()]
-
-
-def _colors(fig: Figure) -> dict[Any, str]:
-    column = fig.params.get("color")
-    if not column:
-        return {}
-    return group_colors(column, ordered(fig.data[column], fig.params.get("color_order", ())))
-
-
-def _lines(fig: Figure, out: go.Figure) -> None:
-    p = fig.params
-    colors, dashes = _colors(fig), ["solid", "dash", "dot", "dashdot", "longdash"]
-    dash_values = ordered(fig.data[p["dash"]]) if p.get("dash") else [None]
+def _lines(fig: Figure, s: LinesSpec, out: go.Figure) -> None:
+    palette, dashes = colors(s, fig.data), ["solid", "dash", "dot", "dashdot", "longdash"]
+    dash_values = ordered(fig.data[s.dash]) if s.dash else [None]
     shown: set[str] = set()
-    flag = p.get("flag")
     for _, part, r, c in panels(fig):
-        top = part[p["y"]].max() if part[p["y"]].notna().any() else 1.0
-        for color_value, group in _groups(fig, part, p.get("color")):
-            for dash_value, sub in _groups(fig, group, p.get("dash")):
-                name = " / ".join(str(v) for v in (color_value, dash_value) if v is not None) or p["y"]
-                ok = sub[~sub[flag]] if flag else sub
+        top = part[s.y].max() if part[s.y].notna().any() else 1.0
+        for color_value, group in groups(s, fig.data, part, s.color):
+            for dash_value, sub in groups(s, fig.data, group, s.dash):
+                name = " / ".join(str(v) for v in (color_value, dash_value) if v is not None) or s.y
+                ok = sub[~sub[s.flag]] if s.flag else sub
                 out.add_trace(
                     go.Scatter(
-                        x=ok[p["x"]],
-                        y=ok[p["y"]],
-                        mode="lines+markers" if p.get("markers") else "lines",
+                        x=ok[s.x],
+                        y=ok[s.y],
+                        mode="lines+markers" if s.markers else "lines",
                         name=name,
                         legendgroup=name,
                         showlegend=name not in shown,
                         line=dict(
-                            color=colors.get(color_value),
+                            color=palette.get(color_value),
                             dash=dashes[dash_values.index(dash_value) % len(dashes)],
-                            shape="hv" if p.get("step_line") else "linear",
                         ),
-                        hovertext=_hover(ok, p.get("hover", [])),
+                        hovertext=_hover(ok, s.hover),
                     ),
                     row=r,
                     col=c,
                 )
                 shown.add(name)
-                bad = sub[sub[flag]] if flag else sub.iloc[:0]
+                bad = sub[sub[s.flag]] if s.flag else sub.iloc[:0]
                 if len(bad):
                     out.add_trace(
                         go.Scatter(
-                            x=bad[p["x"]],
+                            x=bad[s.x],
                             y=[top * 1.08] * len(bad),
                             mode="markers+text",
                             text=["OOM"] * len(bad),
@@ -165,39 +138,39 @@ def _lines(fig: Figure, out: go.Figure) -> None:
                             name=f"{name} out of memory",
                             legendgroup=name,
                             showlegend=False,
-                            marker=dict(symbol="x", size=11, color=colors.get(color_value, OOM_COLOR)),
-                            hovertext=[f"{name}: out of memory at {x}" for x in bad[p["x"]]],
+                            marker=dict(symbol="x", size=11, color=palette.get(color_value, OOM_COLOR)),
+                            hovertext=[f"{name}: out of memory at {x}" for x in bad[s.x]],
                         ),
                         row=r,
                         col=c,
                     )
 
 
-def _bars(fig: Figure, out: go.Figure) -> None:
-    p = fig.params
-    colors, shown = _colors(fig), set()
+def _bars(fig: Figure, s: BarsSpec, out: go.Figure) -> None:
+    palette, shown = colors(s, fig.data), set()
+    out.update_layout(barmode="stack" if s.stacked else "group")
     for _, part, r, c in panels(fig):
-        for color_value, group in _groups(fig, part, p.get("color")):
-            name = str(color_value) if color_value is not None else p["y"]
+        for color_value, group in groups(s, fig.data, part, s.color):
+            name = str(color_value) if color_value is not None else s.y
             error = None
-            if p.get("err_low") and p.get("err_high"):
+            if s.err_low and s.err_high:
                 error = dict(
                     type="data",
                     symmetric=False,
-                    array=group[p["err_high"]] - group[p["y"]],
-                    arrayminus=group[p["y"]] - group[p["err_low"]],
+                    array=group[s.err_high] - group[s.y],
+                    arrayminus=group[s.y] - group[s.err_low],
                     thickness=1,
                 )
             out.add_trace(
                 go.Bar(
-                    x=group[p["x"]],
-                    y=group[p["y"]],
+                    x=group[s.x],
+                    y=group[s.y],
                     name=name,
                     legendgroup=name,
                     showlegend=name not in shown and color_value is not None,
-                    marker_color=colors.get(color_value, PALETTE[0]),
+                    marker_color=palette.get(color_value, PALETTE[0]),
                     error_y=error,
-                    hovertext=_hover(group, p.get("hover", [])),
+                    hovertext=_hover(group, s.hover),
                 ),
                 row=r,
                 col=c,
@@ -205,12 +178,12 @@ def _bars(fig: Figure, out: go.Figure) -> None:
             shown.add(name)
 
 
-def _heatmap(fig: Figure, out: go.Figure) -> None:
-    p = fig.params
-    zmin, zmax = z_range(fig.data, p)
+def _heatmap(fig: Figure, s: HeatmapSpec, out: go.Figure) -> None:
+    zmin, zmax = z_range(fig.data, s)
+    colorscale = [[0, s.discrete[0]], [1, s.discrete[1]]] if s.discrete else s.colorscale
     first = True
     for _, part, r, c in panels(fig):
-        g = heat_grid(part, p, log=p.get("log_z", False))
+        g = heat_grid(part, s)
         if g is None:
             continue
         out.add_trace(
@@ -220,12 +193,12 @@ def _heatmap(fig: Figure, out: go.Figure) -> None:
                 y=g.ys,
                 zmin=zmin,
                 zmax=zmax,
-                colorscale=p.get("colorscale", "Viridis"),
-                showscale=first and not p.get("discrete"),
-                colorbar=dict(title=p.get("zlabel", p["z"])),
+                colorscale=colorscale,
+                showscale=first and not s.discrete,
+                colorbar=dict(title=s.z_title),
                 text=g.text,
-                hovertemplate=f"{p.get('xlabel', p['x'])} %{{x}}<br>{p.get('ylabel', p['y'])} %{{y}}"
-                f"<br>{p.get('zlabel', p['z'])} %{{z:.4g}}<br>%{{text}}<extra></extra>",
+                hovertemplate=f"{s.x_title} %{{x}}<br>{s.y_title} %{{y}}"
+                f"<br>{s.z_title} %{{z:.4g}}<br>%{{text}}<extra></extra>",
             ),
             row=r,
             col=c,
@@ -238,7 +211,7 @@ def _heatmap(fig: Figure, out: go.Figure) -> None:
                     y=g.marks[1],
                     mode="markers",
                     marker=dict(symbol="circle-open", size=7, color=MARK_COLOR, line=dict(width=1.5)),
-                    name=p.get("mark_label", "selected"),
+                    name=s.mark_label,
                     legendgroup="marks",
                     showlegend=(r, c) == (1, 1),
                     hoverinfo="skip",
@@ -253,40 +226,39 @@ def _heatmap(fig: Figure, out: go.Figure) -> None:
                 tickmode="array",
                 tickvals=g.tick_pos,
                 ticktext=g.tick_text,
-                tickangle=p.get("tickangle", 0),
+                tickangle=s.tickangle,
                 row=r,
                 col=c,
             )
-        out.update_yaxes(autorange="reversed" if p.get("y_reversed", True) else True, row=r, col=c)
+        out.update_yaxes(autorange="reversed" if s.y_reversed else True, row=r, col=c)
 
 
-def _scatter(fig: Figure, out: go.Figure) -> None:
-    p = fig.params
-    colors = _colors(fig)
+def _scatter(fig: Figure, s: ScatterSpec, out: go.Figure) -> None:
+    palette = colors(s, fig.data)
     for _, part, r, c in panels(fig):
-        for color_value, group in _groups(fig, part, p.get("color")):
+        for color_value, group in groups(s, fig.data, part, s.color):
             out.add_trace(
                 go.Scatter(
-                    x=group[p["x"]],
-                    y=group[p["y"]],
-                    mode="markers+text" if p.get("labels") else "markers",
-                    text=group[p["label"]] if p.get("labels") and p.get("label") else None,
+                    x=group[s.x],
+                    y=group[s.y],
+                    mode="markers+text" if s.label else "markers",
+                    text=group[s.label] if s.label else None,
                     textposition="top center",
                     name=str(color_value),
-                    marker=dict(size=11, color=colors.get(color_value), line=dict(width=1, color="white")),
-                    customdata=group[p["id"]] if p.get("id") else None,
-                    hovertext=_hover(group, p.get("hover", [])),
+                    marker=dict(size=11, color=palette.get(color_value), line=dict(width=1, color="white")),
+                    customdata=group[s.id] if s.id else None,
+                    hovertext=_hover(group, s.hover),
                     hoverinfo="text",
                 ),
                 row=r,
                 col=c,
             )
-        front = part[part[p["front"]]].sort_values(p["x"]) if p.get("front") else part.iloc[:0]
+        front = part[part[s.front]].sort_values(s.x) if s.front else part.iloc[:0]
         if len(front):  # rings around the frontier's runs, joined by a staircase
             out.add_trace(
                 go.Scatter(
-                    x=front[p["x"]],
-                    y=front[p["y"]],
+                    x=front[s.x],
+                    y=front[s.y],
                     mode="lines+markers",
                     line=dict(color="#777777", dash="dash", shape="hv", width=1.5),
                     marker=dict(symbol="circle-open", size=18, color="#777777"),
@@ -298,25 +270,25 @@ def _scatter(fig: Figure, out: go.Figure) -> None:
             )
 
 
-def _box(fig: Figure, out: go.Figure) -> None:
-    p = fig.params
-    colors, shown = _colors(fig), set()
+def _box(fig: Figure, s: BoxSpec, out: go.Figure) -> None:
+    palette, shown = colors(s, fig.data), set()
+    out.update_layout(boxmode="group")
     for _, part, r, c in panels(fig):
-        for color_value, group in _groups(fig, part, p.get("color")):
+        for color_value, group in groups(s, fig.data, part, s.color):
             name = str(color_value)
             out.add_trace(
                 go.Box(
-                    x=group[p["x"]],
-                    q1=group[p["q1"]],
-                    median=group[p["median"]],
-                    q3=group[p["q3"]],
-                    lowerfence=group[p["low"]],
-                    upperfence=group[p["high"]],
+                    x=group[s.x],
+                    q1=group[s.q1],
+                    median=group[s.y],
+                    q3=group[s.q3],
+                    lowerfence=group[s.low],
+                    upperfence=group[s.high],
                     name=name,
                     legendgroup=name,
                     showlegend=name not in shown,
-                    marker_color=colors.get(color_value),
-                    hovertext=_hover(group, p.get("hover", [])),
+                    marker_color=palette.get(color_value),
+                    hovertext=_hover(group, s.hover),
                 ),
                 row=r,
                 col=c,
@@ -324,4 +296,4 @@ def _box(fig: Figure, out: go.Figure) -> None:
             shown.add(name)
 
 
-DRAWERS = {"lines": _lines, "bars": _bars, "heatmap": _heatmap, "scatter": _scatter, "box": _box}
+DRAWERS = {LinesSpec: _lines, BarsSpec: _bars, HeatmapSpec: _heatmap, ScatterSpec: _scatter, BoxSpec: _box}

@@ -12,6 +12,7 @@ import pandas as pd
 from workbench.figures.base import Figure, empty_figure
 from workbench.figures.blocks import WARMUP_PHASE
 from workbench.figures.data import downsample
+from workbench.figures.specs import HeatmapSpec, LinesSpec
 from workbench.figures.style import MODULE_ORDER, projection
 
 PREFERRED_STATS = ("norm", "mean", "median", "max")  # of |g|, as the grads recorder writes them
@@ -69,23 +70,23 @@ def grad_heatmap(
     data = _combine(df, ["run", "step", "layer"], stat)
     data = data[data["layer"] >= 0]
     data, thinned = downsample(data, "step", "value", ["run", "layer"], max_points=max_points)
-    params = {
-        "x": "step",
-        "y": "layer",
-        "z": "value",
-        "log_z": bool((data["value"] > 0).any()),
-        "facet": "run",
-        "wrap": 2,
-        "xlabel": "step",
-        "ylabel": "layer",
-        "zlabel": f"log10 {stat}",
-        "colorscale": "Magma",
-        "legend": False,
-        "y_reversed": False,
-    }
+    spec = HeatmapSpec(
+        x="step",
+        y="layer",
+        z="value",
+        log_z=bool((data["value"] > 0).any()),
+        facet="run",
+        wrap=2,
+        xlabel="step",
+        ylabel="layer",
+        zlabel=f"log10 {stat}",
+        colorscale="Magma",
+        legend=False,
+        y_reversed=False,
+    )
     what = f"{stat} of {projection(module)}" if module else f"{stat}, modules combined"
     note = f"steps averaged into {max_points} buckets" if thinned else ""
-    return Figure("grad_heatmap", f"{title} ({what})", data, "heatmap", params, note)
+    return Figure("grad_heatmap", f"{title} ({what})", data, spec, note)
 
 
 def grad_lines(grads: pd.DataFrame, stat: str | None = None, *, max_points: int | None = 400) -> Figure:
@@ -97,16 +98,16 @@ def grad_lines(grads: pd.DataFrame, stat: str | None = None, *, max_points: int 
         return empty_figure("grad_lines", title, "no gradient statistics recorded")
     data = _combine(df, ["run", "module", "step"], stat)
     data, thinned = downsample(data, "step", "value", ["run", "module"], max_points=max_points)
-    params = {
-        "x": "step",
-        "y": "value",
-        "color": "module",
-        "color_order": MODULE_ORDER,
-        "dash": "run" if data["run"].nunique() > 1 else None,
-        "log_y": bool((data["value"] > 0).all()),
-        "xlabel": "step",
-        "ylabel": stat,
-        "hover": ["run", "module", "step", "value"],
-    }
+    spec = LinesSpec(
+        x="step",
+        y="value",
+        color="module",
+        color_order=MODULE_ORDER,
+        dash="run" if data["run"].nunique() > 1 else None,
+        log_y=bool((data["value"] > 0).all()),
+        xlabel="step",
+        ylabel=stat,
+        hover=("run", "module", "step", "value"),
+    )
     note = f"steps averaged into {max_points} buckets" if thinned else ""
-    return Figure("grad_lines", f"{title} ({stat})", data, "lines", params, note)
+    return Figure("grad_lines", f"{title} ({stat})", data, spec, note)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from workbench.figures.specs import HeatmapSpec
 
 MAX_GAP_FILL = 20_000  # integer x spans up to this wide are drawn contiguous (gaps stay empty cells)
 
@@ -31,44 +32,43 @@ def _axis(values: pd.Series) -> np.ndarray:
     return uniq
 
 
-def heat_grid(part: pd.DataFrame, p: dict[str, Any], *, log: bool = False) -> HeatGrid | None:
-    """The grid of one panel from params x, y, z and the optional mark, x_text, x_group columns."""
+def heat_grid(part: pd.DataFrame, s: HeatmapSpec) -> HeatGrid | None:
+    """The grid of one panel from the spec's x, y, z and its optional mark, x_text, x_group columns."""
     if part.empty:
         return None
-    xs, ys = _axis(part[p["x"]]), _axis(part[p["y"]])
-    xi = np.searchsorted(xs, part[p["x"]].to_numpy())
-    yi = np.searchsorted(ys, part[p["y"]].to_numpy())
-    values = pd.to_numeric(part[p["z"]], errors="coerce").to_numpy(dtype=float)
-    if log:
+    xs, ys = _axis(part[s.x]), _axis(part[s.y])
+    xi = np.searchsorted(xs, part[s.x].to_numpy())
+    yi = np.searchsorted(ys, part[s.y].to_numpy())
+    values = pd.to_numeric(part[s.z], errors="coerce").to_numpy(dtype=float)
+    if s.log_z:
         with np.errstate(divide="ignore", invalid="ignore"):
             values = np.where(values > 0, np.log10(values), np.nan)
     z = np.full((len(ys), len(xs)), np.nan)
     z[yi, xi] = values
     text = marks = tick_pos = tick_text = None
-    if p.get("x_text"):
-        labels = part.groupby(p["x"])[p["x_text"]].first()
+    if s.x_text:
+        labels = part.groupby(s.x)[s.x_text].first()
         per_x = [str(labels.get(x, "")) if pd.notna(labels.get(x, None)) else "" for x in xs]
         text = [per_x] * len(ys)
         tick_pos, tick_text = list(xs), per_x
-    if p.get("x_group"):
-        centres = part.groupby(p["x_group"])[p["x"]].agg(["min", "max"]).sort_index()
+    if s.x_group:
+        centres = part.groupby(s.x_group)[s.x].agg(["min", "max"]).sort_index()
         tick_pos = list((centres["min"] + centres["max"]) / 2)
-        prefix = p.get("x_group_label", "")
-        tick_text = [f"{prefix}{g}" for g in centres.index]
-    if p.get("mark"):
-        chosen = part[part[p["mark"]].fillna(False).astype(bool)]
-        marks = (chosen[p["x"]].to_numpy(), chosen[p["y"]].to_numpy())
+        tick_text = [str(g) for g in centres.index]
+    if s.mark:
+        chosen = part[part[s.mark].fillna(False).astype(bool)]
+        marks = (chosen[s.x].to_numpy(), chosen[s.y].to_numpy())
     if text is None:
         text = [[""] * len(xs)] * len(ys)
     return HeatGrid(xs, ys, z, text, marks, tick_pos, tick_text)
 
 
-def z_range(data: pd.DataFrame, p: dict[str, Any]) -> tuple[float | None, float | None]:
+def z_range(data: pd.DataFrame, s: HeatmapSpec) -> tuple[float | None, float | None]:
     """The colour range shared by every panel (so panels, e.g. runs side by side, compare directly)."""
-    if "zmin" in p or "zmax" in p:
-        return p.get("zmin"), p.get("zmax")
-    z = pd.to_numeric(data[p["z"]], errors="coerce").astype(float)
-    if p.get("log_z"):
+    if s.zmin is not None or s.zmax is not None:
+        return s.zmin, s.zmax
+    z = pd.to_numeric(data[s.z], errors="coerce").astype(float)
+    if s.log_z:
         z = np.log10(z[z > 0])
     z = z[np.isfinite(z)]
     if z.empty:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from workbench.figures.base import Figure, empty_figure
 from workbench.figures.data import MIB, downsample, layer_label
+from workbench.figures.specs import BarsSpec, LinesSpec
 from workbench.figures.style import CATEGORY_ORDER, MODULE_ORDER, short_module
 
 SWEEP_SOURCES = ("allocator", "device", "logical")  # the sweep's preferred source when several exist
@@ -37,20 +38,19 @@ def memory_steps(memory: pd.DataFrame, *, max_points: int | None = 400) -> Figur
     data = df.groupby(["run", "step", "category"])["bytes"].sum().reset_index()
     data, thinned = downsample(data, "step", "bytes", ["run", "category"], max_points=max_points, agg="max")
     data["MiB"] = data["bytes"] / MIB
-    params = {
-        "x": "step",
-        "y": "MiB",
-        "color": "category",
-        "color_order": CATEGORY_ORDER,
-        "stacked": True,
-        "facet": "run" if data["run"].nunique() > 1 else None,
-        "wrap": 2,
-        "xlabel": "step",
-        "ylabel": "MiB",
-        "hover": ["run", "step", "category", "MiB"],
-    }
+    spec = BarsSpec(
+        x="step",
+        y="MiB",
+        color="category",
+        color_order=CATEGORY_ORDER,
+        facet="run" if data["run"].nunique() > 1 else None,
+        wrap=2,
+        xlabel="step",
+        ylabel="MiB",
+        hover=("run", "step", "category", "MiB"),
+    )
     note = f"steps bucketed to {max_points} (max per bucket)" if thinned else ""
-    return Figure("memory_steps", title, data, "bars", params, note)
+    return Figure("memory_steps", title, data, spec, note)
 
 
 def memory_blocks(memory: pd.DataFrame, step: int | None = None) -> Figure:
@@ -76,22 +76,21 @@ def memory_blocks(memory: pd.DataFrame, step: int | None = None) -> Figure:
     data["block"] = data["layer"].map(layer_label)
     data["MiB"] = data["bytes"] / MIB
     layers = sorted(data["layer"].unique())
-    params = {
-        "x": "block",
-        "x_order": tuple(layer_label(x) for x in layers if x >= 0) + ("other",),
-        "x_categorical": True,
-        "y": "MiB",
-        "color": "module",
-        "color_order": MODULE_ORDER + ("self_attn", "mlp"),
-        "stacked": True,
-        "facet": "run" if data["run"].nunique() > 1 else None,
-        "wrap": 2,
-        "xlabel": "block",
-        "ylabel": "MiB saved for backward",
-        "hover": ["run", "step", "block", "module", "MiB"],
-    }
+    spec = BarsSpec(
+        x="block",
+        x_order=tuple(layer_label(x) for x in layers if x >= 0) + ("other",),
+        x_categorical=True,
+        y="MiB",
+        color="module",
+        color_order=MODULE_ORDER + ("self_attn", "mlp"),
+        facet="run" if data["run"].nunique() > 1 else None,
+        wrap=2,
+        xlabel="block",
+        ylabel="MiB saved for backward",
+        hover=("run", "step", "block", "module", "MiB"),
+    )
     where = f"step {step}" if step is not None else "peak step"
-    return Figure("memory_blocks", f"{title} ({where})", data, "bars", params)
+    return Figure("memory_blocks", f"{title} ({where})", data, spec)
 
 
 def memory_phases(memory: pd.DataFrame) -> Figure:
@@ -112,19 +111,19 @@ def memory_phases(memory: pd.DataFrame) -> Figure:
     data = both.groupby(["run", "phase", "source", "category"])["bytes"].max().reset_index()
     data["series"] = data["source"] + ": " + data["category"]
     data["MiB"] = data["bytes"] / MIB
-    params = {
-        "x": "phase",
-        "x_categorical": True,
-        "y": "MiB",
-        "color": "series",
-        "stacked": False,
-        "facet": "run" if data["run"].nunique() > 1 else None,
-        "wrap": 2,
-        "xlabel": "phase",
-        "ylabel": "peak MiB",
-        "hover": ["run", "phase", "source", "category", "MiB"],
-    }
-    return Figure("memory_phases", title, data, "bars", params)
+    spec = BarsSpec(
+        x="phase",
+        x_categorical=True,
+        y="MiB",
+        color="series",
+        stacked=False,
+        facet="run" if data["run"].nunique() > 1 else None,
+        wrap=2,
+        xlabel="phase",
+        ylabel="peak MiB",
+        hover=("run", "phase", "source", "category", "MiB"),
+    )
+    return Figure("memory_phases", title, data, spec)
 
 
 def _sweep_points(rows: pd.DataFrame, category: str | None) -> pd.DataFrame:
@@ -193,19 +192,19 @@ def memory_sweep(sweep: pd.DataFrame, source: str | None = None, category: str |
         "source",
         "category",
     ]
-    params = {
-        "x": "x",
-        "y": "MiB",
-        "color": "method",
-        "flag": "oom",
-        "markers": True,
-        "facet": "panel",
-        "facet_order": (by_length, by_batch),
-        "facet_xlabel": {by_length: "sequence length (tokens)", by_batch: "batch size"},
-        "share_y": False,
-        "wrap": 2,
-        "ylabel": f"MiB ({source}{', ' + str(category) if category else ''})",
-        "hover": ["method", "length", "batch_size", "status", "MiB"],
-        "log_x": True,
-    }
-    return Figure("memory_sweep", title, data[columns].reset_index(drop=True), "lines", params)
+    spec = LinesSpec(
+        x="x",
+        y="MiB",
+        color="method",
+        flag="oom",
+        markers=True,
+        facet="panel",
+        facet_order=(by_length, by_batch),
+        facet_xlabel={by_length: "sequence length (tokens)", by_batch: "batch size"},
+        share_y=False,
+        wrap=2,
+        ylabel=f"MiB ({source}{', ' + str(category) if category else ''})",
+        hover=("method", "length", "batch_size", "status", "MiB"),
+        log_x=True,
+    )
+    return Figure("memory_sweep", title, data[columns].reset_index(drop=True), spec)

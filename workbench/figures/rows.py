@@ -10,6 +10,7 @@ import pandas as pd
 
 from workbench.figures.base import Figure, empty_figure
 from workbench.figures.data import last_step
+from workbench.figures.specs import BoxSpec, HeatmapSpec
 from workbench.figures.style import MODULE_ORDER, short_module
 
 MAX_ROW_CELLS = 256  # wider matrices are shown in row buckets (fraction chosen per bucket)
@@ -33,22 +34,21 @@ def row_importance(rows: pd.DataFrame, step: int | None = None) -> Figure:
     data = data.reset_index()
     positive = data["low"] > 0
     log_y = bool(positive.all() and (data["high"].max() / max(data["low"].min(), 1e-30)) > 1e3)
-    params = {
-        "x": "layer",
-        "color": "module",
-        "color_order": MODULE_ORDER,
-        "low": "low",
-        "q1": "q1",
-        "median": "median",
-        "q3": "q3",
-        "high": "high",
-        "y": "median",
-        "xlabel": "layer",
-        "ylabel": "row importance",
-        "log_y": log_y,
-        "hover": ["layer", "module", "rows", "chosen", "lowest_chosen"],
-    }
-    return Figure("row_importance", f"{title} (step {step})", data, "box", params)
+    spec = BoxSpec(
+        x="layer",
+        y="median",
+        low="low",
+        q1="q1",
+        q3="q3",
+        high="high",
+        color="module",
+        color_order=MODULE_ORDER,
+        xlabel="layer",
+        ylabel="row importance",
+        log_y=log_y,
+        hover=("layer", "module", "rows", "chosen", "lowest_chosen"),
+    )
+    return Figure("row_importance", f"{title} (step {step})", data, spec)
 
 
 def row_selection(rows: pd.DataFrame, step: int | None = None) -> Figure:
@@ -64,24 +64,21 @@ def row_selection(rows: pd.DataFrame, step: int | None = None) -> Figure:
     width = max(1, int(np.ceil((part["row"].max() + 1) / MAX_ROW_CELLS)))
     part = part.assign(row=(part["row"] // width) * width)
     data = part.groupby(["module", "layer", "row"])["selected"].mean().reset_index(name="chosen")
-    params = {
-        "x": "row",
-        "y": "layer",
-        "z": "chosen",
-        "facet": "module",
-        "facet_order": MODULE_ORDER,
-        "facet_dir": "row",
-        "xlabel": "output row" if width == 1 else f"output row (buckets of {width})",
-        "ylabel": "layer",
-        "zlabel": "chosen" if width == 1 else "fraction chosen",
-        "colorscale": "Greens",
-        "zmin": 0.0,
-        "zmax": 1.0,
-        "discrete": width == 1,
-        "discrete_colors": ["#e8e8e8", "#CC79A7"],
-        "legend": False,
-        "row_height": 0.8,
-    }
-    if width == 1:
-        params["colorscale"] = [[0, "#e8e8e8"], [1, "#CC79A7"]]
-    return Figure("row_selection", f"{title} (step {step})", data, "heatmap", params)
+    spec = HeatmapSpec(
+        x="row",
+        y="layer",
+        z="chosen",
+        facet="module",
+        facet_order=MODULE_ORDER,
+        wrap=1,
+        xlabel="output row" if width == 1 else f"output row (buckets of {width})",
+        ylabel="layer",
+        zlabel="chosen" if width == 1 else "fraction chosen",
+        colorscale="Greens",
+        discrete=("#e8e8e8", "#CC79A7") if width == 1 else None,
+        zmin=0.0,
+        zmax=1.0,
+        legend=False,
+        row_height=0.8,
+    )
+    return Figure("row_selection", f"{title} (step {step})", data, spec)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from workbench.figures.base import Figure, empty_figure
 from workbench.figures.data import last_step
+from workbench.figures.specs import BarsSpec, HeatmapSpec, LinesSpec
 
 MAX_LAYER_GROUPS = 6  # position_selection draws at most this many lines per panel
 
@@ -38,21 +39,20 @@ def saliency_heatmap(saliency: pd.DataFrame, step: int | None = None, sample: in
     data["token_label"] = [token_label(t, p) for t, p in zip(data["token"], data["position"], strict=True)]
     data["selected"] = data["selected"].fillna(False).astype(bool)
     data = data.sort_values(["layer", "position"]).reset_index(drop=True)
-    params = {
-        "x": "position",
-        "y": "layer",
-        "z": "score",
-        "mark": "selected",
-        "mark_label": "chosen token",
-        "x_text": "token_label",
-        "xlabel": "token",
-        "ylabel": "block",
-        "zlabel": "saliency",
-        "colorscale": "Viridis",
-        "row_height": 1.4,
-        "tickangle": -90,
-    }
-    return Figure("saliency_heatmap", f"{title} (step {step}, example {sample})", data, "heatmap", params)
+    spec = HeatmapSpec(
+        x="position",
+        y="layer",
+        z="score",
+        mark="selected",
+        mark_label="chosen token",
+        x_text="token_label",
+        xlabel="token",
+        ylabel="block",
+        zlabel="saliency",
+        row_height=1.4,
+        tickangle=-90,
+    )
+    return Figure("saliency_heatmap", f"{title} (step {step}, example {sample})", data, spec)
 
 
 def token_budget(saliency: pd.DataFrame, step: int | None = None) -> Figure:
@@ -75,17 +75,17 @@ def token_budget(saliency: pd.DataFrame, step: int | None = None) -> Figure:
     )
     data["share"] = data["p_mean"] / data["tokens"]
     where = "all steps" if step is None else f"step {step}"
-    params = {
-        "x": "layer",
-        "y": "p_mean",
-        "err_low": "p_min",
-        "err_high": "p_max",
-        "xlabel": "block",
-        "ylabel": "tokens kept per example",
-        "hover": ["layer", "p_mean", "p_min", "p_max", "tokens", "share"],
-        "legend": False,
-    }
-    return Figure("token_budget", f"{title} ({where})", data, "bars", params)
+    spec = BarsSpec(
+        x="layer",
+        y="p_mean",
+        err_low="p_min",
+        err_high="p_max",
+        xlabel="block",
+        ylabel="tokens kept per example",
+        hover=("layer", "p_mean", "p_min", "p_max", "tokens", "share"),
+        legend=False,
+    )
+    return Figure("token_budget", f"{title} ({where})", data, spec)
 
 
 def _layer_groups(layers: np.ndarray) -> dict[int, str]:
@@ -140,18 +140,18 @@ def position_selection(saliency: pd.DataFrame, step: int | None = None, span: in
     data["anchor"] = np.where(data["anchor"] == 0, "first tokens", "last tokens")
     data = data.sort_values(["anchor", "blocks", "offset"]).reset_index(drop=True)
     data = data[["anchor", "blocks", "offset", "fraction", "examples"]]
-    params = {
-        "x": "offset",
-        "y": "fraction",
-        "color": "blocks",
-        "color_order": tuple(dict.fromkeys(groups.values())),
-        "facet": "anchor",
-        "facet_order": ("first tokens", "last tokens"),
-        "markers": True,
-        "xlabel": "position",
-        "facet_xlabel": {"first tokens": "position from the start", "last tokens": "position from the end"},
-        "ylabel": "fraction of examples chosen",
-        "hover": ["blocks", "offset", "fraction", "examples"],
-        "wrap": 2,
-    }
-    return Figure("position_selection", title, data, "lines", params)
+    spec = LinesSpec(
+        x="offset",
+        y="fraction",
+        color="blocks",
+        color_order=tuple(dict.fromkeys(groups.values())),
+        facet="anchor",
+        facet_order=("first tokens", "last tokens"),
+        markers=True,
+        xlabel="position",
+        facet_xlabel={"first tokens": "position from the start", "last tokens": "position from the end"},
+        ylabel="fraction of examples chosen",
+        hover=("blocks", "offset", "fraction", "examples"),
+        wrap=2,
+    )
+    return Figure("position_selection", title, data, spec)

@@ -43,14 +43,13 @@ EXTRA = (
     "#dbdb8d",
 )
 
-METHOD_COLORS = {
-    "full": "#000000",
-    "lora": "#0072B2",
-    "sage": "#D55E00",
-    "tokentune": "#E69F00",
-    "smt": "#009E73",
-    "spsft": "#CC79A7",
-}
+
+def method_colors() -> dict[str, str]:
+    """{method: colour} of every registered method, in registry order (each method class's `color`)."""
+    from workbench.methods import METHODS  # discovery imports the method packages: only when drawing
+
+    return {name: cls.color for name, cls in METHODS.items()}
+
 
 # Projections in model order; attention first, as the SMT paper plots them.
 MODULE_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -115,7 +114,7 @@ def ordered(values: Iterable[object], order: Iterable[object] = ()) -> list:
 
 
 def color_map(values: Iterable[object], fixed: dict[str, str] | None = None) -> dict[object, str]:
-    """A colour per value: `fixed` colours first (METHOD_COLORS), the palette for the others."""
+    """A colour per value: `fixed` colours first (e.g. method_colors()), the palette for the others."""
     fixed = fixed or {}
     out: dict[object, str] = {}
     free = [c for c in PALETTE + EXTRA if c not in fixed.values()]
@@ -130,10 +129,10 @@ def color_map(values: Iterable[object], fixed: dict[str, str] | None = None) -> 
 
 
 def group_colors(column: str, values: Iterable[object]) -> dict[object, str]:
-    """Colours for the groups of `column`: methods keep METHOD_COLORS, projections a fixed order."""
+    """Colours for the groups of `column`: methods keep their registered colours, projections one order."""
     values = list(values)
     if column == "method":
-        return color_map(values, METHOD_COLORS)
+        return color_map(values, method_colors())
     if column == "module":
         fixed = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(MODULE_ORDER)}
         return color_map(values, fixed)

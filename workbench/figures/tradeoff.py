@@ -6,7 +6,8 @@ import pandas as pd
 
 from workbench.figures.base import Figure
 from workbench.figures.data import MIB, pareto_front
-from workbench.figures.style import METHOD_COLORS
+from workbench.figures.specs import ScatterSpec
+from workbench.figures.style import method_colors
 from workbench.store.summary import MEMORY_SOURCES
 
 # x choice -> (axis label, runs_frame column, divisor)
@@ -15,7 +16,7 @@ TRADEOFF_X: dict[str, tuple[str, str, float]] = {
     "step_time": ("median step time (s)", "step_seconds", 1.0),
 }
 
-HOVER = ["name", "method", "options", "model", "task", "status", "x", "accuracy", "id"]
+HOVER = ("name", "method", "options", "model", "task", "status", "x", "accuracy", "id")
 
 
 def tradeoff(runs: pd.DataFrame, x: str = "total_logical", *, labels: bool = False) -> Figure:
@@ -56,27 +57,19 @@ def tradeoff(runs: pd.DataFrame, x: str = "total_logical", *, labels: bool = Fal
         what = "GPU allocator peak (CPU runs have none)" if x == "allocator" else label.split(" (")[0]
         note = f"{int(missing.sum())} of {len(frame)} runs lack accuracy or {what} and are not shown"
     title = ("Step time" if x == "step_time" else "Memory") + " vs accuracy"
-    params = {
-        "x": "x",
-        "y": "accuracy",
-        "color": "method",
-        "color_order": tuple(METHOD_COLORS),
-        "front": "pareto",
-        "id": "id",
-        "label": "name",
-        "labels": labels,
-        "hover": HOVER,
-        "xlabel": label,
-        "ylabel": "accuracy",
-        "facet": "setting" if data["setting"].nunique() > 1 else None,
-        "share_y": False,
-        "x_name": x,
-    }
-    return Figure(
-        "tradeoff" if x != "step_time" else "step_time",
-        title,
-        data.reset_index(drop=True),
-        "scatter",
-        params,
-        note,
+    spec = ScatterSpec(
+        x="x",
+        y="accuracy",
+        color="method",
+        color_order=tuple(method_colors()),
+        front="pareto",
+        id="id",
+        label="name" if labels else None,
+        hover=HOVER,
+        xlabel=label,
+        ylabel="accuracy",
+        facet="setting" if data["setting"].nunique() > 1 else None,
+        share_y=False,
     )
+    kind = "tradeoff" if x != "step_time" else "step_time"
+    return Figure(kind, title, data.reset_index(drop=True), spec, note)

@@ -1,4 +1,4 @@
-"""Synthetic but well-formed runs (every table filled) for figure tests, benchmarks and demos.
+"""Synthetic but well-formed runs (every table filled) for the figure tests: fake data, never shipped.
 
     path = write_synthetic_run("runs", method="smt", seed=1)
 
