@@ -102,6 +102,19 @@ def _wait_rendered(page, title: str) -> None:
     page.wait_for_timeout(800)  # let plotly finish drawing
 
 
+def _wait_charts(page, charts: int) -> None:
+    """Up to 60 s for `charts` plotly charts: a loaded machine may still be drawing after the script ends
+    (the first figure with method colours imports the method packages). The count is asserted after."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(
+            f"() => document.querySelectorAll('.js-plotly-plot').length >= {charts}", timeout=60_000
+        )
+    except PlaywrightTimeout:
+        pass
+
+
 def test_every_page_in_chromium(server, run_ids, tmp_path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -125,6 +138,7 @@ def test_every_page_in_chromium(server, run_ids, tmp_path) -> None:
             assert page.locator('[data-testid="stDialog"]').count() == 0, (
                 f"{name}: a dialog (page not found?)"
             )
+            _wait_charts(page, charts)
             assert page.locator(".js-plotly-plot").count() >= charts, url_path
         browser.close()
     keep = os.environ.get("WORKBENCH_SCREENSHOTS")
