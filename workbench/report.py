@@ -9,6 +9,7 @@ from workbench.store.summary import run_records
 
 MEMORY_ROWS = (
     ("saved_activations", "saved activations (peak step)"),
+    ("saved_peak", "saved, live peak (fwd + bwd)"),
     ("params_frozen", "parameters, frozen"),
     ("params_trainable", "parameters, trainable"),
     ("gradients", "gradients"),

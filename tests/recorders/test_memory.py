@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
-from recorder_helpers import make_config, prepared_session
+from recorder_helpers import METHODS, make_config, prepared_session
 
 from workbench.lm import answer_loss
 from workbench.memory import static_bytes, track_saved_tensors
 from workbench.recorders import MemoryRecorder, StepInfo
 from workbench.store import RunReader
+from workbench.store.summary import memory_bytes
 
 
 def test_per_block_rows_sum_to_the_step_total(tiny_task, tmp_path):
@@ -68,3 +70,74 @@ def test_selection_phases_are_measured_as_their_own_phase(recorded):
         assert set(rows["step"]) == {0}
         saved = rows.query("category == 'saved_activations'")["bytes"].sum()
         assert saved == run.summary["memory_phase_peak_bytes"][phase] > 0
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_saved_peak_equals_saved_activations_without_recomputation(recorded, method):
+    """No recomputation: every storage the forward saved is live at its end, so the peak of live saved
+    bytes (forward and backward) is that moment, row for row, per step and per selection phase."""
+    run = recorded(method).run
+    memory = run.table("memory")
+
+    def rows(category: str) -> dict[tuple[str, int, int, str], int]:
+        chosen = memory.query(f"category == '{category}'")
+        assert set(chosen["source"]) <= {"logical"}
+        return {(r.phase, r.step, r.layer, r.module): r.bytes for r in chosen.itertuples()}
+
+    assert rows("saved_peak") == rows("saved_activations") != {}
+    assert {phase for phase, *_ in rows("saved_peak")} == set(memory["phase"]) - {"eval"}  # eval saves none
+    peaks = run.summary["memory_peak_bytes"]
+    assert peaks["saved_peak"] == peaks["saved_activations"] > 0
+    assert memory_bytes(run.summary, "saved_peak") == peaks["saved_peak"]  # the run's row
+    static = ("params_frozen", "params_trainable", "gradients", "optimizer_state")
+    assert peaks["total_logical"] == peaks["saved_activations"] + sum(peaks.get(c, 0) for c in static)
+
+
+def test_saved_peak_covers_the_backward_under_checkpointing(tiny_task, tmp_path):
+    """Checkpointed decoder layers (non-reentrant): the forward keeps only each layer's input, and the
+    backward recomputes one layer at a time. The step's saved_peak is the live peak over forward and
+    backward as an independent tracker (every module hooked) measures it: all four layer inputs plus the
+    last layer, recomputed first, while every input is still live (the layers are of one size). The
+    recorder changes no gradient."""
+    session, setup, batches = prepared_session(
+        make_config(tiny_task, tmp_path, "lora", method_options={"r": 4})
+    )
+    model, batch = session.model, next(batches)
+    model.train()
+    with track_saved_tensors(model) as plain:
+        answer_loss(model, batch).backward()
+    model.zero_grad(set_to_none=True)
+    model.activation_checkpointing_enable({"use_reentrant": False})
+    with track_saved_tensors(model) as reference:
+        answer_loss(model, batch).backward()
+    params = setup.method.trainable_parameters()
+    expected = {n: p.grad.clone() for n, p in params.items()}
+    model.zero_grad(set_to_none=True)
+
+    session.optimizer = torch.optim.AdamW(params.values(), lr=1e-3)
+    recorder = MemoryRecorder(every=1)
+    recorder.attach(session)
+    recorder.on_step_start(1)
+    answer_loss(model, batch).backward()
+    recorder.on_micro_batch_end(1)
+    recorder.on_step_end(StepInfo(1, 0.0, 0.0))
+    recorder.detach()
+    session.writer.flush()
+    assert all(torch.equal(p.grad, expected[n]) for n, p in params.items())
+
+    memory = RunReader(session.writer.run_dir).table("memory")
+    saved = memory.query("category == 'saved_activations'")
+    peak = memory.query("category == 'saved_peak'")
+    assert saved["bytes"].sum() == reference.total_bytes < plain.total_bytes // 5
+    assert peak["bytes"].sum() == reference.peak_live_bytes
+    assert saved["bytes"].sum() < peak["bytes"].sum() < plain.peak_live_bytes == plain.total_bytes
+    # the forward kept each layer's input (charged to its layer as "block") and, outside the layers, what
+    # the final norm and the loss saved: those are released before the first layer is recomputed
+    blocks = saved.query("layer >= 0")
+    assert set(blocks["layer"]) == {0, 1, 2, 3} and set(blocks["module"]) == {"block"}
+    assert set(saved.query("layer == -1")["module"]) == {"norm", "loss"}
+    # at the peak: every layer's input and one whole layer, the last one
+    assert (peak.query("module == 'block'")["bytes"].to_numpy() == blocks["bytes"].to_numpy()).all()
+    assert {r.layer for r in peak.itertuples() if r.module != "block"} == {3}
+    assert set(peak.query("layer == 3")["module"]) >= {"q_proj", "self_attn", "mlp", "down_proj"}
+    assert recorder.peak["saved_peak"] == reference.peak_live_bytes

@@ -6,6 +6,12 @@ Table memory (columns step, layer, module, category, bytes, source, phase), on s
   micro-batch, per (block, module kind) as `locate` names them (layer -1: embed_tokens, norm, lm_head,
   loss). Each micro-batch's backward frees its own saved tensors, so one micro-batch is the step's
   peak. The rows of a step sum to the step's total exactly (every saved storage is charged once).
+- saved_peak, source logical: the peak of live saved bytes over that micro-batch's forward *and*
+  backward (storages packed minus those released, recomputed ones included: gradient checkpointing
+  packs each block again in the backward), per (block, module kind) of the storages live at the peak
+  moment; the rows of a step sum to the peak. Without recomputation the peak is the end of the forward
+  and the rows equal saved_activations'; with checkpointing, the saved block inputs (charged where the
+  checkpoint saved them: outside the blocks) plus the block being recomputed.
 - params_frozen, params_trainable, gradients, optimizer_state, source logical: per (block, module kind),
   read after the optimizer step (gradients and optimizer state both exist); each category's rows sum to
   `static_bytes` of the whole model.
@@ -13,11 +19,13 @@ Table memory (columns step, layer, module, category, bytes, source, phase), on s
   nvml_used (GPU, whole device), process_rss_peak (process lifetime).
 Per phase (ctx.phase: SMT "warmup", SPSFT "importance"; and "eval"): the saved activations of the
 phase's largest forward (each selection forward frees its tensors in its own backward, so the largest
-forward is the phase's peak) per (block, module), and the device peaks of the phase; step = the step
-the phase precedes (0), or the step an evaluation follows.
+forward is the phase's peak) per (block, module), saved_peak likewise (the largest peak of a forward
+and its backward), and the device peaks of the phase; step = the step the phase precedes (0), or the
+step an evaluation follows (evaluation saves nothing: no saved rows).
 
-Summary: memory_peak_bytes (largest recorded value per category and source), memory_phase_peak_bytes
-(saved activations of each phase's largest forward), memory_note.
+Summary: memory_peak_bytes (largest recorded value per category and source; saved_peak included,
+total_logical = saved_activations + the static categories), memory_phase_peak_bytes (saved activations
+of each phase's largest forward), memory_note.
 """
 
 from __future__ import annotations
@@ -44,7 +52,8 @@ class _SavedWindow:
     """Saved-tensor tracking over a span of forwards, keeping the largest forward's breakdown.
 
     A forward pre-hook on the decoder starts a new window at each forward (the previous forward's
-    backward has freed its tensors by then); `close` returns the largest window.
+    backward has freed its tensors by then); `close` returns the largest window, and `live` the largest
+    peak of live saved bytes of a forward and its backward.
     """
 
     def __init__(self, model: nn.Module, decoder: nn.Module) -> None:
@@ -54,12 +63,16 @@ class _SavedWindow:
         self._stack.callback(decoder.register_forward_pre_hook(lambda *_: self._cut()).remove)
         self.peak: dict[Location, int] = {}
         self.peak_total = 0
+        self.live: dict[Location, int] = {}  # saved_peak rows
+        self.live_total = 0
 
     def _cut(self) -> None:
-        total = self.tracker.total_bytes
-        if total > self.peak_total:
-            self.peak_total, self.peak = total, self.tracker.by_location()
-        self.tracker.reset()
+        tracker = self.tracker
+        if tracker.total_bytes > self.peak_total:
+            self.peak_total, self.peak = tracker.total_bytes, tracker.by_location()
+        if tracker.peak_live_bytes > self.live_total:
+            self.live_total, self.live = tracker.peak_live_bytes, tracker.peak_by_location()
+        tracker.reset()
 
     def close(self) -> dict[Location, int]:
         self._cut()
@@ -77,6 +90,7 @@ class MemoryRecorder(RecorderBase):
         self._step_tracking: contextlib.ExitStack | None = None
         self._tracker: SavedTensorTracker | None = None
         self._saved: dict[Location, int] | None = None  # the current step's first micro-batch
+        self._saved_peak: dict[Location, int] = {}  # its peak of live saved bytes
         self._window: _SavedWindow | None = None
         # fixed once the method is prepared: the modules to hook, one tracker reused every step
         self._boundaries: list[nn.Module] | None = None
@@ -95,7 +109,7 @@ class MemoryRecorder(RecorderBase):
         window, self._window = self._window, None
         saved = window.close()
         self.phase_peak[name] = max(self.phase_peak.get(name, 0), window.peak_total)
-        rows = _saved_rows(saved)
+        rows = _saved_rows(saved) + _saved_rows(window.live, "saved_peak")
         rows += [(-1, "model", category, nbytes, source) for source, category, nbytes in self._peaks()]
         self._add(rows, step, name)
 
@@ -117,9 +131,11 @@ class MemoryRecorder(RecorderBase):
         self._tracker = self._step_tracking.enter_context(tracking)
 
     def on_micro_batch_end(self, step: int) -> None:
-        """The first micro-batch is the step's peak (later ones reuse its memory): stop tracking there."""
+        """The first micro-batch is the step's peak (later ones reuse its memory): stop tracking there,
+        after its backward (the loop calls this after `loss.backward()`), so the live peak covers both."""
         if self._step_tracking is not None:
             self._saved = self._tracker.by_location()
+            self._saved_peak = self._tracker.peak_by_location()
             self._step_tracking.close()
             self._step_tracking = self._tracker = None
 
@@ -128,7 +144,8 @@ class MemoryRecorder(RecorderBase):
         if saved is None:
             return
         static = static_bytes_by_location(self.session.model, self.session.optimizer)
-        rows = _saved_rows(saved)
+        saved_peak, self._saved_peak = self._saved_peak, {}
+        rows = _saved_rows(saved) + _saved_rows(saved_peak, "saved_peak")
         rows += [
             (layer, module, category, nbytes, "logical")
             for (layer, module, category), nbytes in static.items()
@@ -140,6 +157,7 @@ class MemoryRecorder(RecorderBase):
         for (_, _, category), nbytes in static.items():
             totals[category] = totals.get(category, 0) + nbytes
         totals["total_logical"] = sum(totals.values())
+        totals["saved_peak"] = sum(saved_peak.values())  # not part of total_logical (it overlaps)
         for source, category, nbytes in peaks:
             totals[category if source == "device" else f"allocator_{category}"] = nbytes
         for key, value in totals.items():
@@ -186,8 +204,7 @@ class MemoryRecorder(RecorderBase):
         super().detach()
 
 
-def _saved_rows(saved: dict[Location, int]) -> list[tuple[int, str, str, int, str]]:
-    return [
-        (layer, module, "saved_activations", nbytes, "logical")
-        for (layer, module), nbytes in sorted(saved.items())
-    ]
+def _saved_rows(
+    saved: dict[Location, int], category: str = "saved_activations"
+) -> list[tuple[int, str, str, int, str]]:
+    return [(layer, module, category, nbytes, "logical") for (layer, module), nbytes in sorted(saved.items())]

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 # memory source -> (label, summary.memory_peak_bytes keys tried in order)
 MEMORY_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "saved_activations": ("saved activations", ("saved_activations",)),
+    # live saved bytes at their peak over forward and backward (recomputation included): the honest
+    # activation figure under gradient checkpointing, equal to saved_activations without it
+    "saved_peak": ("saved activations, live peak", ("saved_peak",)),
     "total_logical": ("total logical", ("total_logical",)),
     "allocator": ("GPU allocator peak", ("allocator_max_allocated",)),
     "device": ("device (NVML on GPU, peak RSS on CPU)", ("nvml_used", "process_rss_peak")),
@@ -47,6 +50,7 @@ COLUMNS = [
     "accuracy",
     "accuracy_before",
     "saved_activations_bytes",
+    "saved_peak_bytes",
     "total_logical_bytes",
     "allocator_bytes",
     "device_bytes",
