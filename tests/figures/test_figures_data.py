@@ -132,6 +132,16 @@ def test_memory_figures(run_of) -> None:
     assert {"train", "warmup"} <= set(phases.data["phase"])
 
 
+def test_memory_steps_stacks_only_additive_categories(run_of) -> None:
+    """saved_peak (live peak over forward and backward) is another view of the saved bytes: not stacked."""
+    memory = run_of("lora").table("memory")
+    saved = memory[(memory["category"] == "saved_activations") & (memory["source"] == "logical")]
+    with_peak = pd.concat([memory, saved.assign(category="saved_peak")], ignore_index=True)
+    stacked = wf.memory_steps(with_peak).data
+    assert "saved_peak" not in set(stacked["category"])
+    assert stacked.equals(wf.memory_steps(memory).data)
+
+
 def test_memory_sweep_marks_oom(run_of) -> None:
     sweep = wf.memory_sweep(run_of("lora").table("sweep"))
     data = sweep.data

@@ -30,9 +30,13 @@ def _train_logical(memory: pd.DataFrame) -> pd.DataFrame:
 
 def memory_steps(memory: pd.DataFrame, *, max_points: int | None = 400) -> Figure:
     """Logical memory per training step, stacked by category (frozen and trainable parameters,
-    gradients, optimizer state, saved activations), one panel per run on a shared axis."""
+    gradients, optimizer state, saved activations), one panel per run on a shared axis.
+
+    Only the additive categories stack (their sum is the step's total); `saved_peak`, the peak of live
+    saved bytes over forward and backward, is another view of the saved bytes, not a further part."""
     title = "Memory per step by category (logical bytes)"
     df = _train_logical(memory)
+    df = df[df["category"].isin(CATEGORY_ORDER)]
     if df.empty:
         return empty_figure("memory_steps", title, "no memory recorded")
     data = df.groupby(["run", "step", "category"])["bytes"].sum().reset_index()
