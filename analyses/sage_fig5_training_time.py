@@ -6,7 +6,7 @@ time per phase (forward, backward, optimizer, selection phases such as SMT's war
 On a CPU the sparse backward of SAGE / TokenTune pays gather and scatter costs a GPU hides; read the
 ratios as this machine's, not the paper's.
 
-Run budget (default size): the study's 6 runs (about 8-10 min on 2 CPU cores; none if the study
+Run budget (default size): the study's 9 runs (about 15 min on 2 CPU cores; none if the study
 already made them). --smoke: seconds on tiny-llama. --full: the study's GPU size.
 Writes: relative_step_time, time_phases (pdf/svg/png/html) and relative_time.md/.csv.
 """
@@ -25,7 +25,7 @@ from workbench.figures import figures_for, runs_frame
 
 def run(a: Analysis) -> list[Path]:
     runs = [r for _, r in study_runs(a)]
-    table = ratio_table(runs_frame(runs), label="method")
+    table = ratio_table(runs_frame(runs), label="variant")
     paths = write_figure(a, ratio_bars(table, "step_time"), "relative_step_time")
     for _, fig in figures_for("time_phases", runs):
         paths += write_figure(a, fig, "time_phases")

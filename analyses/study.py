@@ -1,12 +1,13 @@
 """The default study: every method on smollm2-135m / polarity, one table of ratios to LoRA.
 
 Writes analyses/out/study.md (the table the README shows) and study.csv: accuracy after training,
-saved-activation bytes, total logical memory, median step time and trainable parameters of every
-registered method (full, lora, sage, tokentune, smt, spsft), each as a ratio to LoRA.
+saved-activation bytes (packed, and their live peak), total logical memory, median step time and
+trainable parameters of every registered method (full, lora, velora, sage, tokentune, smt, spsft) and of
+LoRA and SAGE with gradient checkpointing, each as a ratio to LoRA on the same attention kernel (sdpa).
 
-Run budget (default size): 6 runs x 30 steps of batch 8 (max length 128), 100 eval examples before
-and after each, SMT with 10 warm-up batches: about 8-10 min on 2 CPU cores when the machine is quiet.
---smoke: 6 tiny-llama runs of 2 steps (seconds). --full (GPU): 6 runs x 300 steps of batch 16, 1000
+Run budget (default size): 9 runs x 30 steps of batch 8 (max length 128), 100 eval examples before and
+after each, SMT with 10 warm-up batches: about 15 min on 2 CPU cores when the machine is quiet.
+--smoke: 9 tiny-llama runs of 2 steps (seconds). --full (GPU): 9 runs x 300 steps of batch 16, 1000
 eval examples. Same runs as `workbench study` (which also serves the app on them).
 """
 

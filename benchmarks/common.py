@@ -22,7 +22,8 @@ What is measured, per method, on the same batch (DESIGN.md, "Memory: three sourc
 - selection phases (SMT's warm-up, SPSFT's importance) are timed apart through `PrepareContext.phase`,
   with the saved bytes of their first forward; they are not part of the step time.
 
-Every method runs the same attention kernel (eager by default, `--attn sdpa` to switch all of them) and
+Every method runs the same attention kernel (the script's default, `--attn` to switch all of them; a
+row's `train` may set its own) and
 computes the LM head only at the answer positions (`workbench.lm.answer_loss`), as the training loop does.
 
 Fixed lengths: polarity sentences are about 30 tokens, so a batch of them is not 64 or 128 tokens long.
@@ -52,7 +53,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from workbench.config import RunConfig, TrainConfig
+from workbench.config import ATTENTION_KERNELS, RunConfig, TrainConfig
 from workbench.data import (
     Batch,
     Example,
@@ -101,8 +102,9 @@ class Settings:
         return f"{self.model}, {self.task}, batch {self.batch_size}, {self.attn} attention"
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
-    """The options every benchmark script accepts; scripts add their own."""
+def base_parser(description: str, *, attn: str = "eager") -> argparse.ArgumentParser:
+    """The options every benchmark script accepts (`attn`: the script's default kernel); scripts add
+    their own."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--smoke", action="store_true", help=f"run on {SMOKE_MODEL} in seconds (a check)")
     parser.add_argument("--model", default=None, help=f"model (default {DEFAULT_MODEL}; smoke {SMOKE_MODEL})")
@@ -111,7 +113,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=None, help="interleaved timing rounds (default 5)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--attn", default="eager", choices=("eager", "sdpa"), help="kernel for all methods")
+    parser.add_argument(
+        "--attn", default=attn, choices=ATTENTION_KERNELS, help=f"kernel of every row that sets none ({attn})"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory of the JSON result")
     return parser
 
@@ -158,11 +162,19 @@ class MethodSpec:
     label: str  # row name, e.g. "sage align 15"
     method: str  # registered method name (workbench.methods)
     options: Mapping[str, Any] = field(default_factory=dict)  # fields of the method's options dataclass
+    # TrainConfig fields of this row only, e.g. {"gradient_checkpointing": True} or {"attn": "eager"}
+    train: Mapping[str, Any] = field(default_factory=dict)
 
     def run_config(self, settings: Settings, length: int) -> RunConfig:
-        """This method on the benchmark's model and task, on the CPU, `length` tokens per example."""
+        """This method on the benchmark's model and task, on the CPU, `length` tokens per example, with
+        the benchmark's attention kernel unless the row sets its own."""
+        shared = {"attn": settings.attn}
         train = TrainConfig(
-            batch_size=settings.batch_size, max_length=length, seed=settings.seed, device="cpu"
+            batch_size=settings.batch_size,
+            max_length=length,
+            seed=settings.seed,
+            device="cpu",
+            **{**shared, **self.train},
         )
         return RunConfig(
             settings.model, settings.task, self.method, train=train, method_options=dict(self.options)
@@ -314,7 +326,7 @@ class Bench:
         """Load a fresh model, build and prepare `spec` (selection phases on other packed batches), through
         the assembly of every run (workbench.orchestration.assembly)."""
         s = self.settings
-        setup = setup_run(spec.run_config(s, length), attn_implementation=s.attn, task=self.task)
+        setup = setup_run(spec.run_config(s, length), task=self.task)
         model = setup.loaded.model
         torch.manual_seed(s.seed)
         meter = _PhaseMeter(model)
@@ -357,6 +369,8 @@ class Memory:
     """Logical bytes of one training step of a method on the measurement batch."""
 
     saved_bytes: int  # saved for backward by one forward
+    # peak of the live saved bytes over forward and backward (recomputation under checkpointing included)
+    saved_peak_bytes: int
     saved_by_kind: dict[str, int]  # the same, summed per module kind (q_proj, self_attn, mlp, ...)
     static: dict[str, int]  # params_frozen, params_trainable, gradients, optimizer_state
 
@@ -369,13 +383,15 @@ class Memory:
 def train_step(p: Prepared, batch: Batch, *, measure: bool = False) -> Memory | None:
     """One training step as the loop runs it: forward in the method's context, backward, clip, AdamW.
 
-    With `measure`, also the step's logical memory: the saved bytes of the forward and the static bytes
-    after the AdamW step, while the gradients are still there and the optimizer state exists.
+    With `measure`, also the step's logical memory: the saved bytes of the forward, their live peak over
+    forward and backward, and the static bytes after the AdamW step, while the gradients are still there
+    and the optimizer state exists.
     """
     tracking = track_saved_tensors(p.model) if measure else contextlib.nullcontext()
-    with tracking as tracker, p.method.forward_context(batch):
-        loss = answer_loss(p.model, batch)
-    loss.backward()
+    with tracking as tracker:
+        with p.method.forward_context(batch):
+            loss = answer_loss(p.model, batch)
+        loss.backward()
     torch.nn.utils.clip_grad_norm_(p.params.values(), 1.0)
     p.optimizer.step()
     memory = None
@@ -384,7 +400,9 @@ def train_step(p: Prepared, batch: Batch, *, measure: bool = False) -> Memory | 
         for (_, kind), nbytes in tracker.by_location().items():
             by_kind[kind] = by_kind.get(kind, 0) + nbytes
         by_kind = dict(sorted(by_kind.items(), key=lambda kv: -kv[1]))
-        memory = Memory(tracker.total_bytes, by_kind, static_bytes(p.model, p.optimizer))
+        memory = Memory(
+            tracker.total_bytes, tracker.peak_live_bytes, by_kind, static_bytes(p.model, p.optimizer)
+        )
     p.optimizer.zero_grad(set_to_none=True)
     return memory
 
@@ -429,9 +447,12 @@ def measure(
                 "label": label,
                 "method": p.spec.method,
                 "options": dict(p.spec.options),
+                "attn": p.model.config._attn_implementation,
+                "checkpointing": p.model.is_activation_checkpointing,
                 "trainable_params": p.trainable_count,
                 "base_param_bytes": p.base_param_bytes,
                 "saved_bytes": m.saved_bytes,
+                "saved_peak_bytes": m.saved_peak_bytes,
                 "saved_by_kind": m.saved_by_kind,
                 "static": m.static,
                 "state_bytes": m.state_bytes,
@@ -449,7 +470,8 @@ def measure(
 
 
 def ratios_against(rows: Sequence[Mapping[str, Any]], baseline: str) -> dict[str, dict[str, float]]:
-    """{label: {"saved", "state", "step", "step_cpu"}}: each method relative to the row `baseline`.
+    """{label: {"saved", "saved_peak", "state", "step", "step_cpu"}}: each method relative to the row
+    `baseline`.
 
     Step (wall) and step_cpu: the median over rounds of the ratio within each round (both methods ran
     in the same round).
@@ -462,6 +484,7 @@ def ratios_against(rows: Sequence[Mapping[str, Any]], baseline: str) -> dict[str
     return {
         row["label"]: {
             "saved": row["saved_bytes"] / base["saved_bytes"],
+            "saved_peak": row["saved_peak_bytes"] / base["saved_peak_bytes"],
             "state": row["state_bytes"] / base["state_bytes"],
             "step": step_ratio(row, "step_seconds_all"),
             "step_cpu": step_ratio(row, "step_cpu_seconds_all"),

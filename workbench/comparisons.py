@@ -1,7 +1,7 @@
 """Runs compared with a baseline (LoRA): ratio tables and the two figures the paper analyses need that
 are not per-run views (relative step time, SAGE Fig. 5; accuracy vs trainable parameters, SMT Table 3).
 
-    table = ratio_table(runs_frame(runs))                 # values and <column>_vs_lora ratios
+    table = ratio_table(runs_frame(runs))                 # values and <column>_vs_lora ratios (same kernel)
     fig = ratio_bars(table, "step_time")                   # a workbench.figures.Figure
     fig = accuracy_vs_trainable(runs_frame(runs))
 
@@ -10,8 +10,6 @@ they look like every other figure and export the same way (`workbench.figures.ex
 """
 
 from __future__ import annotations
-
-import math
 
 import pandas as pd
 
@@ -25,6 +23,7 @@ BASELINE = "lora"
 RATIO_COLUMNS: dict[str, tuple[str, str]] = {
     "accuracy": ("accuracy", "accuracy"),
     "saved_activations": ("saved_activations_bytes", "saved activations"),
+    "saved_peak": ("saved_peak_bytes", "saved activations, live peak"),
     "total_logical": ("total_logical_bytes", "total logical memory"),
     "step_time": ("step_seconds", "step time"),
     "trainable": ("trainable_parameters", "trainable parameters"),
@@ -32,18 +31,22 @@ RATIO_COLUMNS: dict[str, tuple[str, str]] = {
 
 
 def ratio_table(frame: pd.DataFrame, baseline: str = BASELINE, label: str = "name") -> pd.DataFrame:
-    """One row per run of `frame` (a `runs_frame`): label, method, key options, status, accuracy
-    before training, the RATIO_COLUMNS values and each divided by the first completed `baseline` run's
-    (`<column>_vs_<baseline>`, NaN when there is no baseline run)."""
-    keep = ["id", "name", "method", "key_options", "status", "accuracy_before"]
+    """One row per run of `frame` (a `runs_frame`): label, method, key options, setup (attention
+    kernel, checkpointing), status, accuracy before training, the RATIO_COLUMNS values and each
+    divided by its reference (`<column>_vs_<baseline>`): the first completed `baseline` run without
+    gradient checkpointing on the same attention kernel, so a ratio compares like with like (NaN
+    when there is none)."""
+    keep = ["id", "name", "method", "key_options", "attn", "setup", "variant", "status", "accuracy_before"]
     out = frame[keep].copy()
     out["label"] = frame[label] if label in frame else frame["name"]
     for column, (source, _) in RATIO_COLUMNS.items():
         out[column] = frame[source]
-    base = out[(out["method"] == baseline) & (out["status"] == "completed")]
+    plain = ~frame["checkpointing"].fillna(False).astype(bool)
+    is_reference = (out["method"] == baseline) & (out["status"] == "completed") & plain
+    references = out[is_reference].drop_duplicates("attn").set_index("attn")
     for column in RATIO_COLUMNS:
-        reference = base[column].iloc[0] if len(base) else math.nan
-        out[f"{column}_vs_{baseline}"] = out[column] / reference if reference else math.nan
+        reference = out["attn"].map(references[column]).astype(float)
+        out[f"{column}_vs_{baseline}"] = (out[column] / reference).where(reference != 0)
     return out.reset_index(drop=True)
 
 

@@ -20,6 +20,8 @@ from workbench.errors import ConfigError
 from workbench.store.schema import DEFAULT_RUNS_DIR
 from workbench.validation import Validated, require
 
+ATTENTION_KERNELS = ("sdpa", "eager")  # train.attn: transformers' attn_implementation
+
 
 @dataclass
 class TrainConfig(Validated):
@@ -40,6 +42,10 @@ class TrainConfig(Validated):
     train_examples: int | None = None  # cap on training examples (None: all of the train split)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "float32"  # float32 | bfloat16 (bf16 only on GPU)
+    attn: str = "sdpa"  # attention kernel: sdpa (the practitioner's) | eager (keeps the (B, H, n, n) probs)
+    # transformers' non-reentrant checkpointing of every decoder block (SAGE / TokenTune checkpoint their
+    # sparse blocks, recomputing only the compact path); also in SMT's warm-up and SPSFT's importance
+    gradient_checkpointing: bool = False
     flush_every: int = 10  # write buffered table rows to the store every k steps
     save_weights: bool = True  # save the trained tensors (adapter.safetensors) for `workbench export`
 
@@ -62,6 +68,10 @@ class TrainConfig(Validated):
         require(
             self.dtype in ("float32", "bfloat16"),
             f"train.dtype must be float32 or bfloat16, got {self.dtype!r}",
+        )
+        require(
+            self.attn in ATTENTION_KERNELS,
+            f"train.attn must be one of {', '.join(ATTENTION_KERNELS)}, got {self.attn!r}",
         )
         require(
             self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),

@@ -69,13 +69,17 @@ def format_run_report(
 
 def format_run_list(entries: list[Any]) -> str:
     """One line per run (`workbench.store.summary.run_records`); corrupt directories with their error."""
-    lines = [f"{'id':<40} {'status':<12} {'method':<10} {'model':<14} {'task':<12} {'acc':>7} {'saved':>12}"]
+    lines = [
+        f"{'id':<40} {'status':<12} {'method':<10} {'setup':<20} {'model':<14} {'task':<12} {'acc':>7} "
+        f"{'saved':>12}"
+    ]
     for r in run_records(entries):
         if r["status"] == "corrupt":
             lines.append(f"{r['id']:<40} {'corrupt':<12} {r['error']}")
             continue
         lines.append(
-            f"{r['id']:<40} {r['status']:<12} {r['method'] or '-':<10} {r['model'] or '-':<14} "
-            f"{r['task'] or '-':<12} {_pct(r['accuracy']):>7} {mib(r['saved_activations_bytes']):>12}"
+            f"{r['id']:<40} {r['status']:<12} {r['method'] or '-':<10} {r['setup']:<20} "
+            f"{r['model'] or '-':<14} {r['task'] or '-':<12} {_pct(r['accuracy']):>7} "
+            f"{mib(r['saved_activations_bytes']):>12}"
         )
     return "\n".join(lines)

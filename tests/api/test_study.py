@@ -15,13 +15,23 @@ def study_runs(runs_dir, task):
     return study.run_study("smoke", runs_dir, task=task, progress=False).sweep.runs
 
 
+STUDY_RUNS = len(METHODS.names()) + len(study.STUDY_VARIANTS)
+
+
 def test_study_table_has_every_method_and_ratios_to_lora(smoke_study, tiny_task):
     table = study.study_table(study_runs(smoke_study, tiny_task))
-    assert len(table) == len(METHODS.names())
+    assert len(table) == STUDY_RUNS
     assert set(METHODS) <= set(table["method"])
-    lora = table[table["method"] == "lora"].iloc[0]
-    for column in ("accuracy", "saved_activations", "total_logical", "step_time", "trainable"):
+    assert set(table["attn"]) == {"sdpa"}  # the practitioner's kernel by default
+    rows = table.set_index("variant")
+    lora = rows.loc["lora"]
+    for column in ("accuracy", "saved_activations", "saved_peak", "total_logical", "step_time", "trainable"):
         assert lora[f"{column}_vs_lora"] == pytest.approx(1.0)
+    for method in ("lora", "sage"):  # checkpointing: the live peak falls, ratios still to plain LoRA
+        checkpointed = rows.loc[f"{method} + checkpointing"]
+        assert checkpointed["setup"] == "sdpa + checkpointing"
+        assert checkpointed["saved_peak"] < rows.loc[method, "saved_peak"]
+        assert checkpointed["saved_peak_vs_lora"] == checkpointed["saved_peak"] / lora["saved_peak"]
     full = table[table["method"] == "full"].iloc[0]
     assert full["trainable_vs_lora"] > 1 and full["total_logical_vs_lora"] > 1
     text = study.markdown_table(table)
@@ -35,7 +45,7 @@ def test_study_command_reuses_runs_and_writes_the_page(smoke_study, tiny_task, t
     assert cli.main([*args, "--task", tiny_task, "--out", str(page)]) == 0
     assert len(list_runs(smoke_study)) == before  # every run reused
     out = capsys.readouterr().out
-    assert f"0 ran, {len(METHODS.names())} reused, 0 failed" in out
+    assert f"0 ran, {STUDY_RUNS} reused, 0 failed" in out
     text = page.read_text()
     assert "# Study: every method on tiny-llama" in text and "| lora |" in text
     assert "workbench study --size smoke --no-app" in text
@@ -58,10 +68,14 @@ def test_sizes():
     assert set(study.STUDY_SIZES) == {"smoke", "default", "full"}
     for size in study.STUDY_SIZES:  # every size's grid is valid for every method
         points = expand(study.study_grid(size))
-        assert [p.data["method"] for p in points] == study.study_methods()
+        variants = [method for method, _ in study.STUDY_VARIANTS.values()]
+        assert [p.data["method"] for p in points] == study.study_methods() + variants
         assert study.study_methods()[0] == "lora"
-    default = {p.data["method"]: p.config() for p in expand(study.study_grid("default"))}
+    default = {p.label: p.config() for p in expand(study.study_grid("default"))}
     assert default["lora"].train.lr == default["sage"].train.lr == 5e-4 and default["full"].train.lr is None
+    assert default["lora-checkpointing"].train.lr == 5e-4  # the method's settings, then the variant's
+    assert default["lora-checkpointing"].train.gradient_checkpointing
+    assert not default["lora"].train.gradient_checkpointing
     assert study.STUDY_SIZES["default"].model == "smollm2-135m"
     assert study.default_runs_dir("default") == "runs/study"
     with pytest.raises(Exception, match="unknown study size 'huge'"):
@@ -74,8 +88,10 @@ def test_comparison_figures_render(smoke_study, tiny_task, tmp_path):
 
     runs = study_runs(smoke_study, tiny_task)
     frame = runs_frame(runs)
-    bars = ratio_bars(ratio_table(frame, label="method"), "step_time")
-    assert set(bars.data["label"]) == set(METHODS) and bars.data.set_index("label").loc["lora", "ratio"] == 1
+    bars = ratio_bars(ratio_table(frame, label="variant"), "step_time")
+    variants = {f"{method} + checkpointing" for method, _ in study.STUDY_VARIANTS.values()}
+    assert set(bars.data["label"]) == set(METHODS) | variants
+    assert bars.data.set_index("label").loc["lora", "ratio"] == 1
     frame["total_parameters"] = [r.summary["total_parameters"] for r in runs]
     curve = accuracy_vs_trainable(frame)
     assert curve.data.loc[curve.data["method"] == "full", "x"].item() == pytest.approx(100.0)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # `benchmarks` is a folder of scripts at the repository root
 
-MEMORY_KEYS = {"saved", "state", "step", "step_cpu"}
+MEMORY_KEYS = {"saved", "saved_peak", "state", "step", "step_cpu"}
 
 
 def numbers(tree: Any) -> Iterator[float]:
@@ -84,3 +84,68 @@ def test_accuracy_vs_lora(tmp_path):
     assert ratios["lora"]["points_vs_lora"] == 0.0
     assert len(ratios) == 4 and all(0 <= r["accuracy_after"] <= 1 for r in ratios.values())
     assert len(list((tmp_path / "runs").iterdir())) >= 4  # one recorded run per method
+
+
+def test_baselines(tmp_path):
+    result = run("baselines", tmp_path)
+    labels = {
+        "lora eager",
+        "lora",
+        "lora + checkpointing",
+        "velora",
+        "sage align 0",
+        "sage align 2",
+        "sage + checkpointing",
+        "tokentune 0.3",
+        "smt",
+        "spsft r32",
+    }
+    assert list(result["ratios"]) == ["32", "64"]
+    for length, ratios in result["ratios"].items():
+        check_memory_ratios(ratios, labels)
+        rows = {row["label"]: row for row in result["results"][length]}
+        assert rows["lora eager"]["attn"] == "eager" and rows["lora"]["attn"] == "sdpa"
+        assert rows["lora + checkpointing"]["checkpointing"] and not rows["lora"]["checkpointing"]
+        # checkpointing: the live peak falls far below what the same method keeps without it
+        assert ratios["lora + checkpointing"]["saved_peak"] < 0.5
+        assert ratios["sage + checkpointing"]["saved_peak"] < ratios["sage align 0"]["saved_peak"]
+        assert ratios["velora"]["saved"] < 1  # VeLoRA compresses the adapters' inputs
+        for label, row in rows.items():  # without recomputation the live peak is the forward's bytes
+            if not row["checkpointing"]:
+                assert row["saved_peak_bytes"] == row["saved_bytes"], label
+        frontier = result["frontier"][length]
+        assert frontier and set(frontier) <= labels
+        assert all(rows[label]["frontier"] == "*" for label in frontier)
+        cosine = result["velora_cosine"][length]
+        assert -1 <= cosine["lora_A_min"] <= cosine["lora_A_mean"] < 1 and cosine["lora_B_mean"] > 0.999
+
+
+def test_pareto_frontier():
+    from benchmarks.baselines import pareto_frontier
+
+    rows = [
+        {"label": "a", "saved_peak_bytes": 10, "step_ratio": 1.0},
+        {"label": "b", "saved_peak_bytes": 5, "step_ratio": 1.5},
+        {"label": "c", "saved_peak_bytes": 12, "step_ratio": 1.2},  # beaten by a on both
+        {"label": "d", "saved_peak_bytes": 10, "step_ratio": 1.0},  # ties a: neither beats the other
+    ]
+    assert pareto_frontier(rows) == ["a", "b", "d"]
+
+
+def test_gpu_check_runs_every_method_on_the_cpu_and_says_so_without_cuda(tmp_path, tiny_task, capsys):
+    from benchmarks import gpu_check
+
+    if not gpu_check.torch.cuda.is_available():
+        assert "skipped" in gpu_check.main(["--out", str(tmp_path)])
+        assert "no CUDA device" in capsys.readouterr().out
+    args = ["--device", "cpu", "--smoke", "--steps", "1", "--task", tiny_task, "--out", str(tmp_path)]
+    result = gpu_check.main(args)
+    rows = {row["label"]: row for row in result["rows"]}
+    assert set(rows) == set(gpu_check.rows_to_run(None)) and all(
+        r["status"] == "completed" for r in rows.values()
+    )
+    for label, row in rows.items():
+        assert 0 < row["saved_peak_bytes"] <= row["total_logical_bytes"], label
+        assert row["device_bytes"] > 0  # peak RSS on the CPU
+    assert rows["lora + checkpointing"]["saved_peak_bytes"] < rows["lora"]["saved_peak_bytes"]
+    assert Path(result["path"]).name == "gpu_check-smoke.json"

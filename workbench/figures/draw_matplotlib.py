@@ -20,7 +20,7 @@ from matplotlib.ticker import MaxNLocator, NullFormatter
 from workbench.figures.heatgrid import heat_grid, z_range
 from workbench.figures.panels import colors, groups, panel_xlabel, panels
 from workbench.figures.specs import BarsSpec, BoxSpec, GroupSpec, HeatmapSpec, LinesSpec, ScatterSpec
-from workbench.figures.style import LEGEND_COLUMNS, MARK_COLOR, PAPER_RC, ordered
+from workbench.figures.style import LEGEND_COLUMNS, MARK_COLOR, PAPER_RC, SYMBOLS, ordered
 
 if TYPE_CHECKING:  # Figure.plotly() / .matplotlib() call into this module
     from workbench.figures.base import Figure
@@ -238,22 +238,31 @@ def _edges(centres: np.ndarray) -> np.ndarray:
 
 def _scatter(fig: Figure, s: ScatterSpec, ax: Axes, part: pd.DataFrame) -> None:
     palette = colors(s, fig.data)
+    symbol_values = ordered(fig.data[s.symbol]) if s.symbol else [None]
     for color_value, group in groups(s, fig.data, part, s.color):
-        ax.scatter(
-            group[s.x],
-            group[s.y],
-            s=18,
-            color=palette.get(color_value),
-            edgecolors="white",
-            linewidths=0.4,
-            label=str(color_value),
-            zorder=3,
-        )
+        for symbol_value, sub in groups(s, fig.data, group, s.symbol):
+            ax.scatter(
+                sub[s.x],
+                sub[s.y],
+                s=18,
+                marker=SYMBOLS[symbol_values.index(symbol_value) % len(SYMBOLS)][1],
+                color=palette.get(color_value),
+                edgecolors="white",
+                linewidths=0.4,
+                label="_" if s.symbol else str(color_value),
+                zorder=3,
+            )
         if s.label:
             for x, y, text in zip(group[s.x], group[s.y], group[s.label], strict=True):
                 ax.annotate(
                     str(text), (x, y), textcoords="offset points", xytext=(0, 4), ha="center", fontsize=4.5
                 )
+    if s.symbol:  # colours and shapes keyed apart: n + m legend entries, not n x m
+        for color_value, _ in groups(s, fig.data, part, s.color):
+            ax.scatter([], [], s=18, color=palette.get(color_value), label=str(color_value))
+        for symbol_value in symbol_values:
+            marker = SYMBOLS[symbol_values.index(symbol_value) % len(SYMBOLS)][1]
+            ax.scatter([], [], s=18, marker=marker, color="#555555", label=str(symbol_value))
     front = part[part[s.front]].sort_values(s.x) if s.front else part.iloc[:0]
     if len(front):  # rings around the frontier's runs, joined by a staircase
         ax.step(

@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 from workbench.figures.heatgrid import heat_grid, z_range
 from workbench.figures.panels import colors, groups, panel_xlabel, panels
 from workbench.figures.specs import BarsSpec, BoxSpec, GroupSpec, HeatmapSpec, LinesSpec, ScatterSpec
-from workbench.figures.style import MARK_COLOR, PALETTE, PLOTLY_TEMPLATE, ordered
+from workbench.figures.style import MARK_COLOR, PALETTE, PLOTLY_TEMPLATE, SYMBOLS, ordered
 
 if TYPE_CHECKING:  # Figure.plotly() / .matplotlib() call into this module
     from workbench.figures.base import Figure
@@ -235,24 +235,32 @@ def _heatmap(fig: Figure, s: HeatmapSpec, out: go.Figure) -> None:
 
 def _scatter(fig: Figure, s: ScatterSpec, out: go.Figure) -> None:
     palette = colors(s, fig.data)
+    symbol_values = ordered(fig.data[s.symbol]) if s.symbol else [None]
     for _, part, r, c in panels(fig):
         for color_value, group in groups(s, fig.data, part, s.color):
-            out.add_trace(
-                go.Scatter(
-                    x=group[s.x],
-                    y=group[s.y],
-                    mode="markers+text" if s.label else "markers",
-                    text=group[s.label] if s.label else None,
-                    textposition="top center",
-                    name=str(color_value),
-                    marker=dict(size=11, color=palette.get(color_value), line=dict(width=1, color="white")),
-                    customdata=group[s.id] if s.id else None,
-                    hovertext=_hover(group, s.hover),
-                    hoverinfo="text",
-                ),
-                row=r,
-                col=c,
-            )
+            for symbol_value, sub in groups(s, fig.data, group, s.symbol):
+                symbol = SYMBOLS[symbol_values.index(symbol_value) % len(SYMBOLS)][0]
+                out.add_trace(
+                    go.Scatter(
+                        x=sub[s.x],
+                        y=sub[s.y],
+                        mode="markers+text" if s.label else "markers",
+                        text=sub[s.label] if s.label else None,
+                        textposition="top center",
+                        name=" / ".join(str(v) for v in (color_value, symbol_value) if v is not None),
+                        marker=dict(
+                            size=11,
+                            symbol=symbol,
+                            color=palette.get(color_value),
+                            line=dict(width=1, color="white"),
+                        ),
+                        customdata=sub[s.id] if s.id else None,
+                        hovertext=_hover(sub, s.hover),
+                        hoverinfo="text",
+                    ),
+                    row=r,
+                    col=c,
+                )
         front = part[part[s.front]].sort_values(s.x) if s.front else part.iloc[:0]
         if len(front):  # rings around the frontier's runs, joined by a staircase
             out.add_trace(

@@ -91,6 +91,7 @@ class ScatterSpec(GroupSpec):
     front: str | None = None  # bool column: the points on the (Pareto) frontier
     id: str | None = None  # column given to plotly as customdata: a selected point names its run
     label: str | None = None  # column of text written above each point; None: no text
+    symbol: str | None = None  # one marker shape per value of this column (legend keys colours, shapes apart)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -51,6 +51,11 @@ def method_colors() -> dict[str, str]:
     return {name: cls.color for name, cls in METHODS.items()}
 
 
+# Marker shapes of a scatter's second grouping (ScatterSpec.symbol), the same in both backends:
+# (plotly symbol, matplotlib marker).
+SYMBOLS = (("circle", "o"), ("diamond", "D"), ("square", "s"), ("triangle-up", "^"), ("cross", "P"))
+
+
 # Projections in model order; attention first, as the SMT paper plots them.
 MODULE_ORDER = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 

@@ -16,13 +16,14 @@ TRADEOFF_X: dict[str, tuple[str, str, float]] = {
     "step_time": ("median step time (s)", "step_seconds", 1.0),
 }
 
-HOVER = ("name", "method", "options", "model", "task", "status", "x", "accuracy", "id")
+HOVER = ("name", "method", "setup", "options", "model", "task", "status", "x", "accuracy", "id")
 
 
 def tradeoff(runs: pd.DataFrame, x: str = "total_logical", *, labels: bool = False) -> Figure:
-    """Accuracy (after training) vs `x` for every run of `runs` (a `runs_frame`).
+    """Accuracy (after training) vs `x` for every run of `runs` (a `runs_frame`): colour is the
+    method, shape the setup (attention kernel, gradient checkpointing) where runs differ in it.
 
-    `x`: "saved_activations", "total_logical", "allocator", "device" (memory peaks, MiB) or
+    `x`: "saved_activations", "saved_peak", "total_logical", "allocator", "device" (memory peaks, MiB) or
     "step_time" (median seconds per step). Runs of different model/task get their own panel and
     frontier (their accuracies do not compare). `labels` writes run names next to the points.
     The data keeps each run's `id`, so a selected point names its run.
@@ -38,6 +39,7 @@ def tradeoff(runs: pd.DataFrame, x: str = "total_logical", *, labels: bool = Fal
             "id": frame["id"],
             "name": frame["name"],
             "method": frame["method"],
+            "setup": frame["setup"],
             "options": frame["options"],
             "model": frame["model"],
             "task": frame["task"],
@@ -65,6 +67,7 @@ def tradeoff(runs: pd.DataFrame, x: str = "total_logical", *, labels: bool = Fal
         front="pareto",
         id="id",
         label="name" if labels else None,
+        symbol="setup" if data["setup"].nunique() > 1 else None,  # kernel / checkpointing as a shape
         hover=HOVER,
         xlabel=label,
         ylabel="accuracy",

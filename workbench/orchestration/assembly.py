@@ -24,6 +24,7 @@ from workbench.lm import answer_loss
 from workbench.methods import build_method
 from workbench.methods.base import Method, PrepareContext
 from workbench.models import LoadedModel, load_model, resolve_device
+from workbench.models.checkpointing import enable_gradient_checkpointing
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -40,13 +41,11 @@ class Setup:
     lr: float  # the run's peak learning rate: train.lr, else the method's default
 
 
-def setup_run(
-    config: RunConfig, *, attn_implementation: str = "eager", task: TaskData | None = None
-) -> Setup:
-    """Load the model and task and build the method; any bad input raises here, before the store.
+def setup_run(config: RunConfig, *, task: TaskData | None = None) -> Setup:
+    """Load the model (with train.attn, and checkpointing when train.gradient_checkpointing) and task and
+    build the method; any bad input raises here, before the store.
 
-    `attn_implementation` goes to transformers (the benchmarks compare methods on sdpa too). `task`:
-    config.task already loaded with train.seed (the benchmarks prepare many methods on one task).
+    `task`: config.task already loaded with train.seed (the benchmarks prepare many methods on one task).
     """
     device = resolve_device(config.train.device)
     method = build_method(config.method, config.method_options)
@@ -54,8 +53,10 @@ def setup_run(
         config.model,
         device=device,
         dtype=DTYPES[config.train.dtype],
-        attn_implementation=attn_implementation,
+        attn_implementation=config.train.attn,
     )
+    if config.train.gradient_checkpointing:
+        enable_gradient_checkpointing(loaded.model, config.model)
     method.check(loaded.anatomy)
     task = task or load_task(config.task, seed=config.train.seed)
     check_fits(loaded.tokenizer, task.train + task.eval, config.train.max_length, task=task.name)
@@ -91,6 +92,7 @@ def prepare_method(
     batches of given examples, `train_stream(setup, examples)` by default.
     """
     model = setup.loaded.model
+    model.train()  # selection phases train like the steps do (dropout, gradient checkpointing)
     timed = {} if phase is None else {"phase": phase}  # else PrepareContext's default: no phases
     ctx = PrepareContext(
         model=model,

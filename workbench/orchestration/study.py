@@ -5,7 +5,7 @@
 
 `workbench study` runs it and then serves the app on its runs; analyses/study.py writes the table to
 analyses/out/study.md. Sizes (STUDY_SIZES): "smoke" (tiny-llama, seconds: tests), "default" (the
-default model smollm2-135m on polarity, about 8-10 minutes on 2 CPU cores) and "full" (a GPU).
+default model smollm2-135m on polarity, about 15 minutes on 2 CPU cores) and "full" (a GPU).
 Paper-figure scripts (analyses/) build their grids on the same sizes, so their runs reuse the study's.
 """
 
@@ -51,7 +51,7 @@ STUDY_SIZES: dict[str, StudySize] = {
         train={"steps": 2, "batch_size": 4, "max_length": 64, "eval_examples": 8, "eval_batch_size": 8},
         record={"saliency_every": 1, "grads_every": 1, "probe_examples": 2},
         methods={"smt": {"warmup_steps": 2}, "spsft": {"rank": 8}},
-        note="6 runs x 2 steps of batch 4, 8 eval examples",
+        note="2 steps of batch 4, 8 eval examples per run",
     ),
     # the default model on this 2-core CPU machine: ~1.5 s a step, ~30 s per 100 eval examples
     "default": StudySize(
@@ -63,13 +63,14 @@ STUDY_SIZES: dict[str, StudySize] = {
         # accuracy above the base model's (80% -> 84% on these 100 examples; at 2e-4 it stays at 80%)
         methods={
             "lora": {"train": {"lr": 5e-4}},
+            "velora": {"train": {"lr": 5e-4}},
             "sage": {"train": {"lr": 5e-4}},
             "tokentune": {"train": {"lr": 5e-4}},
             "smt": {"warmup_steps": 10},
         },
         note=(
-            "6 runs x 30 steps of batch 8, 100 eval examples before and after, LoRA / SAGE / TokenTune at "
-            "lr 5e-4, the others at their default lr: about 8-10 min on 2 quiet CPU cores"
+            "30 steps of batch 8, 100 eval examples before and after per run, LoRA / VeLoRA / SAGE / "
+            "TokenTune at lr 5e-4, the others at their default lr: about 15 min on 2 quiet CPU cores"
         ),
     ),
     # a GPU: paper-like lengths of training and evaluation
@@ -79,8 +80,17 @@ STUDY_SIZES: dict[str, StudySize] = {
         train={"steps": 300, "batch_size": 16, "max_length": 128, "eval_examples": 1000, "eval_every": 100},
         record={"saliency_every": 50, "grads_every": 50, "grads_frozen": True},
         methods={"smt": {"warmup_steps": 100}},
-        note="6 runs x 300 steps of batch 16, 1000 eval examples: minutes each on one GPU",
+        note="300 steps of batch 16, 1000 eval examples per run: minutes each on one GPU",
     ),
+}
+
+
+# The practitioner's alternatives, run beside every registered method (entry label -> method, entry
+# settings): LoRA with gradient checkpointing (the memory baseline a sparse backward must beat) and
+# SAGE with it. The kernel is the study's train.attn (sdpa) for every entry, so ratios are like for like.
+STUDY_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "lora-checkpointing": ("lora", {"train": {"gradient_checkpointing": True}}),
+    "sage-checkpointing": ("sage", {"train": {"gradient_checkpointing": True}}),
 }
 
 
@@ -144,8 +154,10 @@ def study_methods() -> list[str]:
 
 
 def study_grid(size: str = "default", *, model: str | None = None, task: str | None = None) -> Grid:
-    """The study's sweep: every method once, at `size`."""
+    """The study's sweep: every method once, then the STUDY_VARIANTS, at `size`."""
     entries = [method_entry(size, m) for m in study_methods()]
+    for label, (method, settings) in STUDY_VARIANTS.items():
+        entries.append(method_entry(size, method, label, **copy.deepcopy(settings)))
     return size_grid(size, "study", entries, model=model, task=task)
 
 
@@ -182,9 +194,10 @@ def run_study(
 
 
 def study_table(runs: list[RunReader], baseline: str = BASELINE) -> pd.DataFrame:
-    """One row per run: method, key options and the values of `workbench.comparisons.RATIO_COLUMNS`
-    (accuracy, saved activations, total logical memory, step time, trainable parameters), each also
-    as a ratio to the `baseline` run."""
+    """One row per run: method, key options, setup and the values of
+    `workbench.comparisons.RATIO_COLUMNS` (accuracy, saved activations, their live peak, total logical
+    memory, step time, trainable parameters), each also as a ratio to the `baseline` run on the same
+    attention kernel without checkpointing."""
     from workbench.comparisons import ratio_table
     from workbench.store.summary import runs_frame
 
@@ -196,7 +209,7 @@ def _value(column: str, value: Any) -> str:
         return "-"
     if column == "accuracy":
         return f"{100 * value:.1f}%"
-    if column in ("saved_activations", "total_logical"):
+    if column in ("saved_activations", "saved_peak", "total_logical"):
         return f"{value / 2**20:,.1f} MiB"
     if column == "step_time":
         return f"{value:.2f} s"
@@ -211,10 +224,10 @@ def markdown_table(table: pd.DataFrame, baseline: str = BASELINE) -> str:
     """`study_table` as markdown: each cell "value (ratio to the baseline)"."""
     from workbench.comparisons import RATIO_COLUMNS
 
-    head = ["method", "options"] + [label for _, label in RATIO_COLUMNS.values()]
+    head = ["method", "options", "attention, checkpointing"] + [label for _, label in RATIO_COLUMNS.values()]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in table.iterrows():
-        cells = [str(row["method"]), str(row["key_options"] or "-")]
+        cells = [str(row["method"]), str(row["key_options"] or "-"), str(row["setup"])]
         for column in RATIO_COLUMNS:
             cells.append(f"{_value(column, row[column])} ({_ratio(row[f'{column}_vs_{baseline}'])})")
         if row["status"] != "completed":
@@ -238,15 +251,17 @@ def study_markdown(result: StudyResult, *, command: str | None = None) -> str:
         f"Regenerate: `{command}` (runs in `{result.runs_dir}`; completed runs there are reused, "
         "`--rerun` measures them again).",
         "",
-        f"Size `{result.size}` ({spec.note}). Each run: {train.get('steps')} steps of batch "
-        f"{train.get('batch_size')}, max length {train.get('max_length')}, accuracy on "
+        f"Size `{result.size}` ({len(runs)} runs; {spec.note}). Each run: {train.get('steps')} steps "
+        f"of batch {train.get('batch_size')}, max length {train.get('max_length')}, accuracy on "
         f"{train.get('eval_examples')} held-out examples"
         + (f" (before training: {100 * before.iloc[0]:.1f}%)" if len(before) else "")
         + f"; device {device}.",
         "",
-        f"Each cell: the value (its ratio to {BASELINE}). Memory is logical (exact tensor bytes): saved "
-        "activations at the peak step, and the total of parameters, gradients, optimizer state and saved "
-        "activations. Step time is the median wall time of a training step.",
+        f"Each cell: the value (its ratio to {BASELINE} on the same attention kernel, without "
+        "checkpointing). Memory is logical (exact tensor bytes): saved activations packed in the "
+        "forward at the peak step; their live peak over forward and backward (recomputation included: "
+        "the honest figure under gradient checkpointing); and the total of parameters, gradients, "
+        "optimizer state and saved activations. Step time is the median wall time of a training step.",
         "",
         markdown_table(result.table),
         "",

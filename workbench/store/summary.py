@@ -46,6 +46,10 @@ COLUMNS = [
     "key_options",
     "model",
     "task",
+    "attn",
+    "checkpointing",
+    "setup",
+    "variant",
     "status",
     "accuracy",
     "accuracy_before",
@@ -94,6 +98,18 @@ def format_options(options: Any, keys: Sequence[str] | None = None) -> str:
     return ", ".join(f"{k}={json.dumps(v) if isinstance(v, (list, dict)) else v}" for k, v in items)
 
 
+def setup_label(attn: Any, checkpointing: bool) -> str:
+    """How a run's steps were computed, for tables and legends: "sdpa", "eager + checkpointing"."""
+    return f"{attn} + checkpointing" if checkpointing else str(attn)
+
+
+def variant_label(method: Any, attn: Any, checkpointing: bool) -> str:
+    """A method and how it ran, short for the default kernel: "lora", "lora + checkpointing",
+    "lora (eager)"."""
+    label = f"{method} + checkpointing" if checkpointing else str(method)
+    return label if attn == "sdpa" else f"{label} ({attn})"
+
+
 def _task_name(task: Any) -> Any:
     """A local task file reads as its file name (the full path is in the run's config)."""
     return task.replace("\\", "/").rsplit("/", 1)[-1] if isinstance(task, str) and "/" in task else task
@@ -106,6 +122,10 @@ def run_record(run: Any) -> dict[str, Any]:
     options = config.get("method_options") or {}
     keys = key_options(method, options)
     train = config.get("train") or {}
+    if not isinstance(train, dict):
+        train = {}
+    attn = train.get("attn", "eager")  # runs from before train.attn existed ran eager attention
+    checkpointing = bool(train.get("gradient_checkpointing", False))
     record = {
         "id": run.id,
         "name": run.name,
@@ -113,6 +133,10 @@ def run_record(run: Any) -> dict[str, Any]:
         "key_options": format_options(options, keys),
         "model": config.get("model"),
         "task": _task_name(config.get("task")),
+        "attn": attn,
+        "checkpointing": checkpointing,
+        "setup": setup_label(attn, checkpointing),
+        "variant": variant_label(method, attn, checkpointing),
         "status": run.status,
         "accuracy": _number(summary.get("accuracy_after")),
         "accuracy_before": _number(summary.get("accuracy_before")),
@@ -120,7 +144,7 @@ def run_record(run: Any) -> dict[str, Any]:
         "trainable_parameters": _number(summary.get("trainable_parameters")),
         "created": run.created,
         "options": format_options(options),
-        "steps": train.get("steps") if isinstance(train, dict) else None,
+        "steps": train.get("steps"),
         "kind": config.get("kind") or "train",  # "memory-sweep" for sweep runs (no accuracy)
         "path": str(run.path),
         "error": run.status_message if run.status in ("failed", "interrupted") else None,

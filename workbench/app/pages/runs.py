@@ -20,6 +20,7 @@ SHOWN = {
     "status": st.column_config.TextColumn("status"),
     "method": st.column_config.TextColumn("method"),
     "key_options": st.column_config.TextColumn("key options"),
+    "setup": st.column_config.TextColumn("attention, checkpointing"),
     "accuracy": st.column_config.NumberColumn("accuracy", format="percent"),
     **{
         f"{source}_mib": st.column_config.NumberColumn(f"{label.split(' (')[0]} MiB", format="%.1f")

@@ -1,11 +1,13 @@
 """LoRA through the peft library: the baseline every sparse method is compared with.
 
-`apply_lora` and the adapter save / restore / merge are shared with SAGE and TokenTune (base = lora).
+`apply_lora` and the adapter save / restore / merge are shared with SAGE and TokenTune (base = lora) and
+VeLoRA (a peft LoRA variant: `peft_variant` adds its config).
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
@@ -17,14 +19,16 @@ from workbench.methods.registry import register_method
 from workbench.models.anatomy import ModelAnatomy
 
 
-def apply_lora(model: nn.Module, options: LoraOptions) -> PeftModel:
-    """Freeze `model` and inject LoRA adapters in place; returns the peft wrapper."""
+def apply_lora(model: nn.Module, options: LoraOptions, **variant: Any) -> PeftModel:
+    """Freeze `model` and inject LoRA adapters in place; returns the peft wrapper. `variant`: further
+    LoraConfig fields of a peft LoRA variant (e.g. `velora_config`)."""
     config = LoraConfig(
         r=options.r,
         lora_alpha=options.alpha,
         lora_dropout=options.dropout,
         target_modules=list(LORA_TARGETS[options.targets]),
         bias="none",
+        **variant,
     )
     with warnings.catch_warnings():  # peft calls a transformers API that transformers 5 deprecates
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -37,6 +41,10 @@ class LoraAdapterMixin:
     peft_model: PeftModel | None
     options: LoraOptions
 
+    def peft_variant(self) -> dict[str, Any]:
+        """LoraConfig fields of a peft LoRA variant (none for plain LoRA)."""
+        return {}
+
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
         return {n: p for n, p in self.peft_model.named_parameters() if p.requires_grad}
 
@@ -44,7 +52,7 @@ class LoraAdapterMixin:
         return {k: v.detach() for k, v in get_peft_model_state_dict(self.peft_model).items()}
 
     def restore(self, model: nn.Module, anatomy: ModelAnatomy, state: dict[str, torch.Tensor]) -> None:
-        self.peft_model = apply_lora(model, self.options)
+        self.peft_model = apply_lora(model, self.options, **self.peft_variant())
         result = set_peft_model_state_dict(self.peft_model, state)
         if result.unexpected_keys:
             raise ValueError(f"adapter state has unexpected keys, e.g. {result.unexpected_keys[:3]}")
@@ -72,4 +80,4 @@ class LoRA(LoraAdapterMixin, MethodDefaults):
         check_lora_rank(self.options, anatomy)
 
     def prepare(self, ctx: PrepareContext) -> None:
-        self.peft_model = apply_lora(ctx.model, self.options)
+        self.peft_model = apply_lora(ctx.model, self.options, **self.peft_variant())

@@ -17,8 +17,15 @@ batch's 2-D mask:
 
 `SparseBlocks` replaces each decoder layer's `forward` by an instance attribute (the class's forward stays
 reachable as `originals[i]` and comes back on `uninstall`); outside `activate(...)` every layer runs its
-normal dense forward, so evaluation is identical across methods. The sparse path bypasses transformers'
-gradient checkpointing wrapper (which lives on the class forward): SAGE is itself the memory saving.
+normal dense forward, so evaluation is identical across methods.
+
+Gradient checkpointing (train.gradient_checkpointing): transformers' wrapper lives on the class forward,
+which the sparse path replaces, so the sparse block checkpoints itself. The selection (saliency, no
+gradient) runs once, in the forward; only the sparse block's compact path is checkpointed, with the
+chosen tokens as an input: the forward keeps the block input (plus the small masks), and the backward
+recomputes the compact path with the same tokens. The recomputation re-enters the layer (`layer(...)`
+with the `REPLAY` keyword), so module hooks, the saved-tensor tracker's among them, see it as the
+layer's own, as they see transformers' recomputation of a dense block.
 """
 
 from __future__ import annotations
@@ -46,7 +53,10 @@ from workbench.methods.token_sparse.saliency import (
     sliding_window,
 )
 from workbench.models.anatomy import ModelAnatomy
+from workbench.models.checkpointing import checkpointing_on
 
+# keyword of the layer call that replays the sparse block with given tokens (see the module docstring)
+REPLAY = "_workbench_sparse_replay"
 # ---- attention with an explicit mask, same kernel family as the model -------------------------------
 
 
@@ -244,6 +254,10 @@ class SparseBlocks:
         The decoder's 4-D mask argument is ignored on purpose: it is None for a batch without padding
         (the authors' future-leak defect); masks are rebuilt from the 2-D batch mask instead.
         """
+        replay = kwargs.pop(REPLAY, None)
+        if replay is not None:  # the checkpointed sparse block (its forward, then its recomputation)
+            *masks, selected = replay
+            return self._sparse(BlockView(layer, index, args[0], *masks), selected)
         state = self.active
         original = self.originals[index]
         if state is None:
@@ -279,5 +293,19 @@ class SparseBlocks:
         )
         if aligned:
             state.alive = choice.selected
-            return sparse_forward_block(view, choice.selected)
-        return sparse_backward_block(view, choice.selected)
+        if checkpointing_on(layer) and torch.is_grad_enabled():
+            inputs = (view.hidden, view.cos, view.sin, view.candidates, view.outputs, choice.selected)
+            return layer._gradient_checkpointing_func(functools.partial(_replay, layer), *inputs)
+        return self._sparse(view, choice.selected)
+
+    def _sparse(self, view: BlockView, selected: torch.Tensor) -> torch.Tensor:
+        """The block's sparse forward for the chosen tokens: sparse forward in aligned blocks, else
+        sparse backward."""
+        block = sparse_forward_block if view.index in self.aligned else sparse_backward_block
+        return block(view, selected)
+
+
+def _replay(layer: nn.Module, hidden: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+    """Run `layer`'s sparse block on hidden with (cos, sin, candidates, outputs, selected) through the
+    layer's call, so that hooks see it (the function a checkpoint records and re-runs)."""
+    return layer(hidden, **{REPLAY: rest})
