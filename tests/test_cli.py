@@ -63,6 +63,12 @@ BAD_INPUTS = {
     "batch size < 1": (["--batch-size", "0"], "train.batch_size must be >= 1"),
     "max length shorter than the answer": (["--max-length", "4"], "max_length"),
     "lora rank above the layer width": (["--set", "method.r=4096"], "exceeds the width"),
+    "unknown attention kernel": (["--set", "train.attn=flash"], "train.attn must be one of sdpa, eager"),
+    "velora option out of range": (["--method", "velora", "--set", "method.num_groups=0"], "num_groups"),
+    "velora groups above the width": (
+        ["--method", "velora", "--set", "method.num_groups=100000"],
+        "num_groups=100000 exceeds",
+    ),
 }
 
 
