@@ -92,3 +92,14 @@ def test_unknown_kernel_is_one_clear_error():
 def test_a_model_without_checkpointing_support_is_one_clear_error():
     with pytest.raises(ConfigError, match="does not support gradient checkpointing"):
         enable_gradient_checkpointing(nn.Linear(2, 2), "my-model")
+
+
+@pytest.mark.parametrize("method, phase", [("smt", "warmup"), ("spsft", "importance")])
+def test_selection_phases_run_checkpointed(tiny_task, tmp_path, method, phase):
+    """SMT's warm-up and SPSFT's importance forwards train like the steps: checkpointed when asked."""
+    kept = {}
+    for checkpointing in (False, True):
+        config = make_config(tiny_task, tmp_path, method, gradient_checkpointing=checkpointing, steps=1)
+        run = resolve_run(tmp_path, train(config, progress=False).run_id)
+        kept[checkpointing] = run.summary["memory_phase_peak_bytes"][phase]
+    assert 0 < kept[True] < kept[False] / 3
