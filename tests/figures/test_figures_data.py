@@ -69,6 +69,20 @@ def test_tradeoff_panels_per_setting_and_skips_sweeps(synthetic_runs) -> None:
         wf.tradeoff(frame, "gpu")
 
 
+def test_tradeoff_shapes_the_setup_when_runs_differ_in_it(synthetic_runs) -> None:
+    frame = wf.runs_frame(synthetic_runs)
+    assert set(frame["setup"]) == {"eager"}  # runs from before train.attn: eager, no checkpointing
+    assert list(frame["variant"]) == [f"{m} (eager)" for m in frame["method"]]
+    assert wf.tradeoff(frame, "saved_activations").spec.symbol is None  # one setup: no shapes, one legend
+    mixed = frame.assign(setup=["sdpa", "sdpa + checkpointing", "sdpa", "sdpa", "eager"])
+    fig = wf.tradeoff(mixed, "saved_activations")
+    assert fig.spec.symbol == "setup" and set(fig.data["setup"]) == set(mixed["setup"])
+    traces = fig.plotly().data
+    assert {"sage / sdpa + checkpointing", "lora / sdpa"} <= {t.name for t in traces}
+    assert len({t.marker.symbol for t in traces if t.name != "Pareto frontier"}) == 3
+    fig.matplotlib()  # the paper backend draws the shapes too, with n + m legend entries
+
+
 def test_saliency_figures(run_of) -> None:
     saliency = run_of("sage").table("saliency")
     heat = wf.saliency_heatmap(saliency, step=2, sample=1)
