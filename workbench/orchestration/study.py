@@ -261,7 +261,7 @@ def study_markdown(result: StudyResult, *, command: str | None = None) -> str:
         "checkpointing). Memory is logical (exact tensor bytes): saved activations packed in the "
         "forward at the peak step; their live peak over forward and backward (recomputation included: "
         "the honest figure under gradient checkpointing); and the total of parameters, gradients, "
-        "optimizer state and saved activations. Step time is the median wall time of a training step.",
+        "optimizer state and that live peak. Step time is the median wall time of a training step.",
         "",
         markdown_table(result.table),
         "",

@@ -24,8 +24,9 @@ and its backward), and the device peaks of the phase; step = the step the phase 
 step an evaluation follows (evaluation saves nothing: no saved rows).
 
 Summary: memory_peak_bytes (largest recorded value per category and source; saved_peak included,
-total_logical = saved_activations + the static categories), memory_phase_peak_bytes (saved activations
-of each phase's largest forward), memory_note.
+total_logical = the static categories + saved_peak: what a step holds at its worst moment, the same as
+with saved_activations without recomputation, and honest under gradient checkpointing),
+memory_phase_peak_bytes (saved activations of each phase's largest forward), memory_note.
 """
 
 from __future__ import annotations
@@ -153,11 +154,12 @@ class MemoryRecorder(RecorderBase):
         peaks = self._peaks()
         rows += [(-1, "model", category, nbytes, source) for source, category, nbytes in peaks]
         self._add(rows, info.step, "train")
-        totals: dict[str, int] = {"saved_activations": sum(saved.values())}
+        totals: dict[str, int] = {}
         for (_, _, category), nbytes in static.items():
             totals[category] = totals.get(category, 0) + nbytes
+        totals["saved_peak"] = sum(saved_peak.values())  # the live peak; saved_activations overlaps it
         totals["total_logical"] = sum(totals.values())
-        totals["saved_peak"] = sum(saved_peak.values())  # not part of total_logical (it overlaps)
+        totals["saved_activations"] = sum(saved.values())
         for source, category, nbytes in peaks:
             totals[category if source == "device" else f"allocator_{category}"] = nbytes
         for key, value in totals.items():
