@@ -33,6 +33,7 @@ def test_run_ls_show(tiny_task, tmp_path, capsys):
     )
     assert code == 0
     assert "accuracy before" in out and "saved activations" in out and "median step time" in out
+    assert "(95% intervals, 4 examples)" in out  # each accuracy with its interval: "50.0% [15.0, 85.0]"
     code, out, _ = run_cli(capsys, "ls", "--runs-dir", runs, "--json")
     (record,) = json.loads(out)
     assert record["status"] == "completed" and record["method"] == "lora" and record["name"] == "cli test"

@@ -10,6 +10,7 @@ import torch
 import workbench.orchestration.train as train_module
 from workbench.config import RunConfig, TrainConfig
 from workbench.errors import RunStopped
+from workbench.stats import wilson_interval
 from workbench.store import resolve_run
 
 
@@ -35,6 +36,14 @@ def test_loss_goes_down_and_the_run_is_recorded(tiny_task, tmp_path, method, lr)
     assert losses[-3:].mean() < losses[:3].mean() - 0.25
     summary = run.summary
     assert summary["accuracy_after"] >= summary["accuracy_before"]
+    # the 95% Wilson intervals of both accuracies, on the examples scored (the tiny task holds 13)
+    n = summary["eval_examples_scored"]
+    assert n == 13
+    for when in ("before", "after"):
+        correct = round(summary[f"accuracy_{when}"] * n)
+        assert summary[f"accuracy_{when}_ci"] == list(wilson_interval(correct, n))
+        low, high = summary[f"accuracy_{when}_ci"]
+        assert low <= summary[f"accuracy_{when}"] <= high
     assert summary["trainable_parameters"] > 0
     memory = run.table("memory")
     saved = memory.query("category == 'saved_activations'")

@@ -32,11 +32,12 @@ RATIO_COLUMNS: dict[str, tuple[str, str]] = {
 
 def ratio_table(frame: pd.DataFrame, baseline: str = BASELINE, label: str = "name") -> pd.DataFrame:
     """One row per run of `frame` (a `runs_frame`): label, method, key options, setup (attention
-    kernel, checkpointing), status, accuracy before training, the RATIO_COLUMNS values and each
-    divided by its reference (`<column>_vs_<baseline>`): the first completed `baseline` run without
-    gradient checkpointing on the same attention kernel, so a ratio compares like with like (NaN
-    when there is none)."""
+    kernel, checkpointing), status, accuracy before training, the accuracy's 95% interval, the
+    RATIO_COLUMNS values and each divided by its reference (`<column>_vs_<baseline>`): the first
+    completed `baseline` run without gradient checkpointing on the same attention kernel, so a ratio
+    compares like with like (NaN when there is none)."""
     keep = ["id", "name", "method", "key_options", "attn", "setup", "variant", "status", "accuracy_before"]
+    keep += ["accuracy_low", "accuracy_high"]  # the accuracy's 95% interval
     out = frame[keep].copy()
     out["label"] = frame[label] if label in frame else frame["name"]
     for column, (source, _) in RATIO_COLUMNS.items():

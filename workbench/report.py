@@ -29,6 +29,13 @@ def _pct(value: Any) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
 
 
+def _with_interval(value: Any, interval: Any) -> str:
+    """ "84.0% [75.6, 89.9]": an accuracy and its 95% interval when the run recorded one."""
+    if not (isinstance(interval, list) and len(interval) == 2):
+        return _pct(value)
+    return f"{_pct(value)} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+
+
 def format_run_report(
     run_id: str,
     run_dir: str,
@@ -45,10 +52,16 @@ def format_run_report(
             f"options {config.get('method_options')}"
         )
     if summary:
-        lines.append(
-            f"  accuracy before {_pct(summary.get('accuracy_before'))}  "
-            f"after {_pct(summary.get('accuracy_after'))}"
+        scored = (
+            f" (95% intervals, {summary['eval_examples_scored']} examples)"
+            if summary.get("eval_examples_scored")
+            else ""
         )
+        before, after = (
+            _with_interval(summary.get(f"accuracy_{when}"), summary.get(f"accuracy_{when}_ci"))
+            for when in ("before", "after")
+        )
+        lines.append(f"  accuracy before {before}  after {after}{scored}")
         if summary.get("median_step_seconds") is not None:
             lines.append(f"  median step time {summary['median_step_seconds']:.3f} s")
         if summary.get("trainable_parameters") is not None:

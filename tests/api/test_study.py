@@ -34,8 +34,13 @@ def test_study_table_has_every_method_and_ratios_to_lora(smoke_study, tiny_task)
         assert checkpointed["saved_peak_vs_lora"] == checkpointed["saved_peak"] / lora["saved_peak"]
     full = table[table["method"] == "full"].iloc[0]
     assert full["trainable_vs_lora"] > 1 and full["total_logical_vs_lora"] > 1
+    assert (table["accuracy_low"] <= table["accuracy"]).all() and (
+        table["accuracy"] <= table["accuracy_high"]
+    ).all()
     text = study.markdown_table(table)
     assert text.count("\n") == len(table) + 1 and "(1.00x)" in text
+    low, high = lora["accuracy_low"], lora["accuracy_high"]
+    assert f"{100 * lora['accuracy']:.1f}% [{100 * low:.1f}, {100 * high:.1f}] (1.00x)" in text
 
 
 def test_study_command_reuses_runs_and_writes_the_page(smoke_study, tiny_task, tmp_path, capsys):

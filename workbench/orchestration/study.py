@@ -221,7 +221,8 @@ def _ratio(value: Any) -> str:
 
 
 def markdown_table(table: pd.DataFrame, baseline: str = BASELINE) -> str:
-    """`study_table` as markdown: each cell "value (ratio to the baseline)"."""
+    """`study_table` as markdown: each cell "value (ratio to the baseline)", the accuracy with its 95%
+    interval "84.0% [75.6, 89.9]"."""
     from workbench.comparisons import RATIO_COLUMNS
 
     head = ["method", "options", "attention, checkpointing"] + [label for _, label in RATIO_COLUMNS.values()]
@@ -229,7 +230,10 @@ def markdown_table(table: pd.DataFrame, baseline: str = BASELINE) -> str:
     for _, row in table.iterrows():
         cells = [str(row["method"]), str(row["key_options"] or "-"), str(row["setup"])]
         for column in RATIO_COLUMNS:
-            cells.append(f"{_value(column, row[column])} ({_ratio(row[f'{column}_vs_{baseline}'])})")
+            value = _value(column, row[column])
+            if column == "accuracy" and not math.isnan(row["accuracy_low"]):
+                value += f" [{100 * row['accuracy_low']:.1f}, {100 * row['accuracy_high']:.1f}]"
+            cells.append(f"{value} ({_ratio(row[f'{column}_vs_{baseline}'])})")
         if row["status"] != "completed":
             cells[0] += f" ({row['status']})"
         lines.append("| " + " | ".join(cells) + " |")
@@ -258,7 +262,8 @@ def study_markdown(result: StudyResult, *, command: str | None = None) -> str:
         + f"; device {device}.",
         "",
         f"Each cell: the value (its ratio to {BASELINE} on the same attention kernel, without "
-        "checkpointing). Memory is logical (exact tensor bytes): saved activations packed in the "
+        "checkpointing); accuracy with its 95% Wilson interval on the held-out examples. Memory is "
+        "logical (exact tensor bytes): saved activations packed in the "
         "forward at the peak step; their live peak over forward and backward (recomputation included: "
         "the honest figure under gradient checkpointing); and the total of parameters, gradients, "
         "optimizer state and that live peak. Step time is the median wall time of a training step.",

@@ -27,6 +27,7 @@ from workbench.errors import RunStopped, StoreError
 from workbench.lm import answer_loss
 from workbench.orchestration.assembly import Setup, prepare_method, setup_run, train_stream
 from workbench.recorders import Recording, RecordingSession, StepInfo, default_recorders
+from workbench.stats import wilson_interval
 from workbench.store import RunWriter, environment_info
 
 
@@ -76,6 +77,8 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
         grad_accum=cfg.grad_accum,
     )
 
+    scored: dict[int, dict[str, Any]] = {}  # step -> evaluation result (its counts give the intervals)
+
     def run_eval(step: int) -> float:
         with recording.phase("eval", step):
             result = evaluate(
@@ -90,6 +93,7 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
         writer.add(
             "metrics", [{"step": step, "split": "eval", "name": "accuracy", "value": result["accuracy"]}]
         )
+        scored[step] = result
         return result["accuracy"]
 
     with recording.attached(session):
@@ -159,6 +163,10 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
     summary: dict[str, Any] = {
         "accuracy_before": accuracy_before,
         "accuracy_after": accuracy_after,
+        # 95% Wilson intervals on the scored examples (None without evaluation)
+        "accuracy_before_ci": _interval(scored.get(0)),
+        "accuracy_after_ci": _interval(scored.get(cfg.steps)),
+        "eval_examples_scored": scored[cfg.steps]["n"] if cfg.steps in scored else 0,
         "accuracy_best": max(a for a in accuracies if not math.isnan(a)) if cfg.eval_examples else None,
         "median_step_seconds": statistics.median(step_seconds),
         "trainable_parameters": sum(p.numel() for p in params.values()),
@@ -168,6 +176,13 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
     }
     summary.update(recorded)
     return summary
+
+
+def _interval(result: dict[str, Any] | None) -> list[float] | None:
+    """[low, high] of an evaluation's accuracy (`workbench.stats.wilson_interval`), None without one."""
+    if not result or not result["n"]:
+        return None
+    return list(wilson_interval(result["correct"], result["n"]))
 
 
 def _flush(writer: RunWriter, step: int) -> None:

@@ -52,6 +52,8 @@ COLUMNS = [
     "variant",
     "status",
     "accuracy",
+    "accuracy_low",
+    "accuracy_high",
     "accuracy_before",
     "saved_activations_bytes",
     "saved_peak_bytes",
@@ -110,6 +112,12 @@ def variant_label(method: Any, attn: Any, checkpointing: bool) -> str:
     return label if attn == "sdpa" else f"{label} ({attn})"
 
 
+def _interval_ends(interval: Any) -> dict[str, float | None]:
+    """accuracy_low / accuracy_high from a summary's [low, high] (None for runs without one)."""
+    ends = interval if isinstance(interval, list) and len(interval) == 2 else [None, None]
+    return {"accuracy_low": _number(ends[0]), "accuracy_high": _number(ends[1])}
+
+
 def _task_name(task: Any) -> Any:
     """A local task file reads as its file name (the full path is in the run's config)."""
     return task.replace("\\", "/").rsplit("/", 1)[-1] if isinstance(task, str) and "/" in task else task
@@ -139,6 +147,7 @@ def run_record(run: Any) -> dict[str, Any]:
         "variant": variant_label(method, attn, checkpointing),
         "status": run.status,
         "accuracy": _number(summary.get("accuracy_after")),
+        **_interval_ends(summary.get("accuracy_after_ci")),
         "accuracy_before": _number(summary.get("accuracy_before")),
         "step_seconds": _number(summary.get("median_step_seconds")),
         "trainable_parameters": _number(summary.get("trainable_parameters")),
@@ -172,7 +181,8 @@ def runs_frame(runs: Sequence[Any]) -> pd.DataFrame:
     import pandas as pd  # here: listing runs (`workbench ls`) needs no pandas
 
     frame = pd.DataFrame.from_records(run_records(runs), columns=COLUMNS)
-    for column in ("accuracy", "accuracy_before", "step_seconds", "trainable_parameters", "steps"):
+    numeric = ("accuracy", "accuracy_low", "accuracy_high", "accuracy_before", "step_seconds")
+    for column in (*numeric, "trainable_parameters", "steps"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     for source in MEMORY_SOURCES:
         frame[f"{source}_bytes"] = pd.to_numeric(frame[f"{source}_bytes"], errors="coerce")
