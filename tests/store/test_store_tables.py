@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ import torch
 
 from workbench.errors import StoreError
 from workbench.store import NO_LAYER, TABLES, RunReader, RunWriter, SchemaError, environment_info
+from workbench.store.writer import checkout_commit
 
 
 def test_samples_cover_every_table(samples):
@@ -271,6 +273,11 @@ def test_environment_info_and_dataclass_config(runs_dir):
     assert env["device"] == "cpu" and env["gpu"] is None
     assert env["torch"] == torch.__version__
     assert {"python", "transformers", "cuda", "platform"} <= set(env)
+    assert env["peft"] and env["workbench"]  # versions of what computed the run
+    checkout = env["workbench_checkout"]  # the commit when run from a git checkout (as CI does)
+    if (Path(__file__).resolve().parents[2] / ".git").exists():
+        assert len(checkout["commit"]) == 40 and isinstance(checkout["dirty"], bool)
+    assert checkout_commit(runs_dir) is None  # not a checkout
     run = RunWriter.create(runs_dir, name="env", config={"train": Cfg()}, environment=env)
     assert RunReader(run.path).config == {"train": {"lr": 1e-4}}
 

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import socket
+import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -128,6 +129,29 @@ def _version(package: str) -> str | None:
         return None
 
 
+def checkout_commit(root: Path | None = None) -> dict[str, Any] | None:
+    """{"commit", "dirty"} of the git checkout the workbench runs from (`root`: that checkout, by
+    default the directory above the package); None when it is not a checkout or git is missing."""
+    root = root or Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
 def environment_info(device: Any) -> dict[str, Any]:
     """The `environment` block of a manifest for a run on `device` ("cpu", "cuda", "cuda:1", torch.device)."""
     import torch  # deferred: the store is imported by the app, which mostly never needs torch
@@ -141,6 +165,9 @@ def environment_info(device: Any) -> dict[str, Any]:
         "platform": platform.platform(),
         "torch": torch.__version__,
         "transformers": _version("transformers"),
+        "peft": _version("peft"),
+        "workbench": _version("workbench"),
+        "workbench_checkout": checkout_commit(),  # commit (and uncommitted changes) when run from git
         "cuda": torch.version.cuda,
         "device": str(dev),
         "gpu": gpu,
