@@ -124,7 +124,11 @@ def cmd_memory_sweep(args: argparse.Namespace) -> int:
         cap_bytes=args.cap_bytes,
         progress=not args.quiet,
     )
+    from workbench.report import format_memory_sweep
+    from workbench.store import RunReader
+
     s = result.summary
+    print(format_memory_sweep(RunReader(result.run_dir).table("sweep")))
     print(
         f"memory sweep {result.run_id}: {s['points']} points, {s['oom_points']} out of memory, "
         f"largest saved activations {s['max_saved_activations_bytes'] / 2**20:,.1f} MiB ({result.run_dir})"

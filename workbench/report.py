@@ -96,3 +96,18 @@ def format_run_list(entries: list[Any]) -> str:
             f"{mib(r['saved_activations_bytes']):>12}"
         )
     return "\n".join(lines)
+
+
+def format_memory_sweep(sweep: Any) -> str:
+    """The memory sweep's table (its `sweep` table as a DataFrame): per length and batch size, the saved
+    activations and the logical total (parameters, gradients, AdamW state, saved activations), in MiB,
+    or "out of memory"."""
+    lines = [f"{'length':>7} {'batch':>6} {'saved':>14} {'total logical':>14}"]
+    for (length, batch), point in sweep.groupby(["length", "batch_size"], sort=True):
+        if (point["status"] == "oom").any():
+            lines.append(f"{length:>7} {batch:>6} {'out of memory':>29}")
+            continue
+        logical = point[point["source"] == "logical"].set_index("category")["bytes"]
+        saved = mib(logical.get("saved_activations"))
+        lines.append(f"{length:>7} {batch:>6} {saved:>14} {mib(logical.sum()):>14}")
+    return "\n".join(lines)

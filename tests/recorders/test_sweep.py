@@ -19,7 +19,10 @@ def test_cli_sweep_records_saved_bytes_growing_with_length_and_batch(tiny_task, 
         ["memory-sweep", "--method", "sage", "--model", "tiny-llama", "--task", tiny_task, "--quiet",
          "--lengths", "8,16", "--batch-sizes", "1,2", "--runs-dir", str(tmp_path), "--set", "method.r=4"]
     )  # fmt: skip
-    assert code == 0 and "4 points, 0 out of memory" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert code == 0 and "4 points, 0 out of memory" in out
+    table = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert [row[:2] for row in table] == [["8", "1"], ["8", "2"], ["16", "1"], ["16", "2"]]  # its table
     (entry,) = list_runs(tmp_path)
     run = entry.reader
     assert run.status == "completed" and run.config["kind"] == KIND and run.config["method"] == "sage"
@@ -28,7 +31,12 @@ def test_cli_sweep_records_saved_bytes_growing_with_length_and_batch(tiny_task, 
     saved = sweep.query("category == 'saved_activations'").set_index(["length", "batch_size"])["bytes"]
     assert len(saved) == 4
     assert saved[(8, 1)] < saved[(16, 1)] < saved[(16, 2)] and saved[(8, 1)] < saved[(8, 2)]
-    assert {"params_frozen", "params_trainable", "gradients"} <= set(sweep["category"])
+    assert {"params_frozen", "params_trainable", "gradients", "optimizer_state"} <= set(sweep["category"])
+    state = sweep.query("category == 'optimizer_state'")["bytes"]  # AdamW's, as a training step holds it
+    trainable = sweep.query("category == 'params_trainable'")["bytes"]
+    assert (state.to_numpy() > 2 * trainable.to_numpy()).all()  # two moments and a step count each
+    logical = sweep.query("source == 'logical' and length == 8 and batch_size == 1")["bytes"].sum()
+    assert table[0][4:] == [f"{logical / 2**20:,.1f}", "MiB"]  # the total has the optimizer state too
 
 
 def test_points_over_the_cap_or_out_of_memory_are_oom_rows_not_crashes(tiny_task, tmp_path, monkeypatch):

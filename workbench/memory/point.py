@@ -3,11 +3,13 @@ measurement, workbench/orchestration/memory_sweep.py).
 
     measured = measure_point(model, method, batch, device, cap_bytes)   # {(source, category): bytes}
 
-Source logical: saved_activations (bytes autograd saved for backward, exact, any device) and the
-static categories in STATIC (after the backward); on GPU, source allocator: max_allocated /
-max_reserved, and source device: nvml_used. Out of memory means torch.OutOfMemoryError, a RuntimeError
-saying "out of memory", or saved activations above `cap_bytes`: a logical cap that simulates a smaller
-device, on CPU too.
+Source logical: saved_activations (bytes autograd saved for backward, exact, any device), the static
+categories in STATIC (after the backward) and optimizer_state, AdamW's state for the method's trainable
+parameters computed from their shapes (`adamw_state_bytes`: a point takes no step, so the model is the
+same for every point), so a point's logical total has the categories of a training step's. On GPU,
+source allocator: max_allocated / max_reserved, and source device: nvml_used. Out of memory means
+torch.OutOfMemoryError, a RuntimeError saying "out of memory", or saved activations above `cap_bytes`:
+a logical cap that simulates a smaller device, on CPU too.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from workbench.data import Batch
 from workbench.lm import answer_loss
 from workbench.memory.device import measure_device_peaks, reset_device_peaks
 from workbench.memory.saved import track_saved_tensors
-from workbench.memory.static import static_bytes
+from workbench.memory.static import adamw_state_bytes, static_bytes
 from workbench.methods.base import Method
 
-STATIC = ("params_frozen", "params_trainable", "gradients")  # no optimizer: a point takes no step
+STATIC = ("params_frozen", "params_trainable", "gradients")  # measured after the backward
 
 
 class SimulatedOOM(Exception):
@@ -44,6 +46,7 @@ def measure_point(
         out = {("logical", "saved_activations"): tracker.total_bytes}
         static = static_bytes(model)
         out.update({("logical", c): static[c] for c in STATIC})
+        out[("logical", "optimizer_state")] = adamw_state_bytes(method.trainable_parameters().values())
         out.update(
             {(s, c): b for s, c, b in measure_device_peaks(device).as_rows() if c != "process_rss_peak"}
         )

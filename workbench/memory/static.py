@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -40,6 +41,13 @@ def static_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None = Non
         "gradients": _unique_nbytes(grads),
         "optimizer_state": _unique_nbytes(state),
     }
+
+
+def adamw_state_bytes(params: Iterable[torch.Tensor]) -> int:
+    """The bytes of the state `torch.optim.AdamW` (amsgrad off) creates at its first step for `params`,
+    without stepping: exp_avg and exp_avg_sq like each parameter, and a float32 `step` scalar each.
+    Equal to `static_bytes(model, optimizer)["optimizer_state"]` after a real step (tested)."""
+    return sum(2 * p.numel() * p.element_size() + 4 for p in params)
 
 
 def static_bytes_by_location(
