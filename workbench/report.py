@@ -25,13 +25,19 @@ def mib(nbytes: float | None) -> str:
     return "-" if nbytes is None else f"{nbytes / 2**20:,.1f} MiB"
 
 
+def _number_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _pct(value: Any) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
+    return "-" if _number_missing(value) else f"{100 * value:.1f}%"
 
 
-def _with_interval(value: Any, interval: Any) -> str:
-    """ "84.0% [75.6, 89.9]": an accuracy and its 95% interval when the run recorded one."""
-    if not (isinstance(interval, list) and len(interval) == 2):
+def format_accuracy(value: Any, interval: Any = None) -> str:
+    """ "84.0% [75.6, 89.9]": an accuracy and its 95% interval [low, high] when there is one."""
+    if not (isinstance(interval, (list, tuple)) and len(interval) == 2) or any(
+        _number_missing(end) for end in interval
+    ):
         return _pct(value)
     return f"{_pct(value)} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
 
@@ -58,7 +64,7 @@ def format_run_report(
             else ""
         )
         before, after = (
-            _with_interval(summary.get(f"accuracy_{when}"), summary.get(f"accuracy_{when}_ci"))
+            format_accuracy(summary.get(f"accuracy_{when}"), summary.get(f"accuracy_{when}_ci"))
             for when in ("before", "after")
         )
         lines.append(f"  accuracy before {before}  after {after}{scored}")

@@ -18,9 +18,9 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from workbench.figures.heatgrid import heat_grid, z_range
-from workbench.figures.panels import colors, groups, panel_xlabel, panels
+from workbench.figures.panels import colors, groups, panel_xlabel, panels, symbols
 from workbench.figures.specs import BarsSpec, BoxSpec, GroupSpec, HeatmapSpec, LinesSpec, ScatterSpec
-from workbench.figures.style import LEGEND_COLUMNS, MARK_COLOR, PAPER_RC, SYMBOLS, ordered
+from workbench.figures.style import LEGEND_COLUMNS, MARK_COLOR, PAPER_RC, ordered
 
 if TYPE_CHECKING:  # Figure.plotly() / .matplotlib() call into this module
     from workbench.figures.base import Figure
@@ -238,14 +238,14 @@ def _edges(centres: np.ndarray) -> np.ndarray:
 
 def _scatter(fig: Figure, s: ScatterSpec, ax: Axes, part: pd.DataFrame) -> None:
     palette = colors(s, fig.data)
-    symbol_values = ordered(fig.data[s.symbol]) if s.symbol else [None]
+    shapes = symbols(s.symbol, fig.data)
     for color_value, group in groups(s, fig.data, part, s.color):
         for symbol_value, sub in groups(s, fig.data, group, s.symbol):
             ax.scatter(
                 sub[s.x],
                 sub[s.y],
                 s=18,
-                marker=SYMBOLS[symbol_values.index(symbol_value) % len(SYMBOLS)][1],
+                marker=shapes[symbol_value][1],
                 color=palette.get(color_value),
                 edgecolors="white",
                 linewidths=0.4,
@@ -260,8 +260,7 @@ def _scatter(fig: Figure, s: ScatterSpec, ax: Axes, part: pd.DataFrame) -> None:
     if s.symbol:  # colours and shapes keyed apart: n + m legend entries, not n x m
         for color_value, _ in groups(s, fig.data, part, s.color):
             ax.scatter([], [], s=18, color=palette.get(color_value), label=str(color_value))
-        for symbol_value in symbol_values:
-            marker = SYMBOLS[symbol_values.index(symbol_value) % len(SYMBOLS)][1]
+        for symbol_value, (_, marker) in shapes.items():
             ax.scatter([], [], s=18, marker=marker, color="#555555", label=str(symbol_value))
     front = part[part[s.front]].sort_values(s.x) if s.front else part.iloc[:0]
     if len(front):  # rings around the frontier's runs, joined by a staircase

@@ -13,9 +13,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from workbench.figures.heatgrid import heat_grid, z_range
-from workbench.figures.panels import colors, groups, panel_xlabel, panels
+from workbench.figures.panels import colors, groups, panel_xlabel, panels, symbols
 from workbench.figures.specs import BarsSpec, BoxSpec, GroupSpec, HeatmapSpec, LinesSpec, ScatterSpec
-from workbench.figures.style import MARK_COLOR, PALETTE, PLOTLY_TEMPLATE, SYMBOLS, ordered
+from workbench.figures.style import MARK_COLOR, PALETTE, PLOTLY_TEMPLATE, ordered
 
 if TYPE_CHECKING:  # Figure.plotly() / .matplotlib() call into this module
     from workbench.figures.base import Figure
@@ -235,11 +235,10 @@ def _heatmap(fig: Figure, s: HeatmapSpec, out: go.Figure) -> None:
 
 def _scatter(fig: Figure, s: ScatterSpec, out: go.Figure) -> None:
     palette = colors(s, fig.data)
-    symbol_values = ordered(fig.data[s.symbol]) if s.symbol else [None]
+    shapes = symbols(s.symbol, fig.data)
     for _, part, r, c in panels(fig):
         for color_value, group in groups(s, fig.data, part, s.color):
             for symbol_value, sub in groups(s, fig.data, group, s.symbol):
-                symbol = SYMBOLS[symbol_values.index(symbol_value) % len(SYMBOLS)][0]
                 out.add_trace(
                     go.Scatter(
                         x=sub[s.x],
@@ -250,7 +249,7 @@ def _scatter(fig: Figure, s: ScatterSpec, out: go.Figure) -> None:
                         name=" / ".join(str(v) for v in (color_value, symbol_value) if v is not None),
                         marker=dict(
                             size=11,
-                            symbol=symbol,
+                            symbol=shapes[symbol_value][0],
                             color=palette.get(color_value),
                             line=dict(width=1, color="white"),
                         ),

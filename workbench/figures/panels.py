@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from workbench.figures.specs import GroupSpec
-from workbench.figures.style import group_colors, ordered
+from workbench.figures.style import SYMBOLS, group_colors, ordered
 
 if TYPE_CHECKING:  # the Figure draws itself through the backends, which use these helpers
     from workbench.figures.base import Figure
@@ -37,6 +37,13 @@ def groups(
         return [(None, part)]
     order = ordered(data[column], spec.color_order)
     return [(g, part[part[column] == g]) for g in order if (part[column] == g).any()]
+
+
+def symbols(column: str | None, data: pd.DataFrame) -> dict[Any, tuple[str, str]]:
+    """(plotly symbol, matplotlib marker) of every value of a scatter's shape column, in legend order
+    ({None: the first shape} without one)."""
+    values = ordered(data[column]) if column else [None]
+    return {value: SYMBOLS[i % len(SYMBOLS)] for i, value in enumerate(values)}
 
 
 def colors(spec: GroupSpec, data: pd.DataFrame) -> dict[Any, str]:

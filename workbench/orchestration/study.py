@@ -207,8 +207,6 @@ def study_table(runs: list[RunReader], baseline: str = BASELINE) -> pd.DataFrame
 def _value(column: str, value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if column == "accuracy":
-        return f"{100 * value:.1f}%"
     if column in ("saved_activations", "saved_peak", "total_logical"):
         return f"{value / 2**20:,.1f} MiB"
     if column == "step_time":
@@ -224,15 +222,17 @@ def markdown_table(table: pd.DataFrame, baseline: str = BASELINE) -> str:
     """`study_table` as markdown: each cell "value (ratio to the baseline)", the accuracy with its 95%
     interval "84.0% [75.6, 89.9]"."""
     from workbench.comparisons import RATIO_COLUMNS
+    from workbench.report import format_accuracy
 
     head = ["method", "options", "attention, checkpointing"] + [label for _, label in RATIO_COLUMNS.values()]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in table.iterrows():
         cells = [str(row["method"]), str(row["key_options"] or "-"), str(row["setup"])]
         for column in RATIO_COLUMNS:
-            value = _value(column, row[column])
-            if column == "accuracy" and not math.isnan(row["accuracy_low"]):
-                value += f" [{100 * row['accuracy_low']:.1f}, {100 * row['accuracy_high']:.1f}]"
+            if column == "accuracy":
+                value = format_accuracy(row["accuracy"], (row["accuracy_low"], row["accuracy_high"]))
+            else:
+                value = _value(column, row[column])
             cells.append(f"{value} ({_ratio(row[f'{column}_vs_{baseline}'])})")
         if row["status"] != "completed":
             cells[0] += f" ({row['status']})"

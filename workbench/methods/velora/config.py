@@ -11,8 +11,6 @@ from workbench.methods.lora.config import LORA_TARGETS, LoraOptions, check_lora_
 from workbench.models.anatomy import ModelAnatomy
 from workbench.validation import require
 
-INIT_TYPES = ("batch_average", "batch_average_once", "random")
-
 
 @dataclass
 class VeloraOptions(LoraOptions):
