@@ -165,6 +165,7 @@ def memory_sweep_run(
 ) -> Any:
     """A memory-sweep run (workbench.orchestration.memory_sweep) of `method` at the size's model and
     task, reused when a completed one with the same settings exists in the runs dir."""
+    from workbench.orchestration.assembly import config_inputs
     from workbench.orchestration.memory_sweep import memory_sweep_config, run_memory_sweep
     from workbench.orchestration.sweeps import finished_runs
     from workbench.store import RunReader
@@ -172,8 +173,8 @@ def memory_sweep_run(
     grid = size_grid(a.size, a.name, [entry(a, method, **options)], model=a.model, task=a.task)
     (point,) = expand(grid)
     config = point.config(a.runs_dir)
-    key = run_key(memory_sweep_config(config, lengths, batch_sizes, cap_bytes=cap_bytes))
-    found = None if a.rerun else finished_runs(a.runs_dir).get(key)
+    settings = memory_sweep_config(config, lengths, batch_sizes, cap_bytes=cap_bytes)
+    found = None if a.rerun else finished_runs(a.runs_dir).get(run_key(settings, config_inputs(config)))
     if found is not None:
         return found
     result = run_memory_sweep(config, lengths, batch_sizes, cap_bytes=cap_bytes, progress=a.progress)

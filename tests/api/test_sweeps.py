@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -146,3 +147,22 @@ def test_sweep_command_prints_a_summary_and_resumes(tiny_task, tmp_path, capsys)
     assert "saved act." in first and "MiB" in first
     assert cli.main(["sweep", "--config", str(path), "--quiet"]) == 0
     assert "0 ran, 2 reused, 0 failed" in capsys.readouterr().out
+
+
+def test_a_point_reruns_when_its_data_file_content_changes(tmp_path):
+    from conftest import write_tiny_task
+
+    task = write_tiny_task(tmp_path / "task.jsonl")
+    one = {**grid(str(task)), "methods": ["lora"]}
+    first = run_grid(one, tmp_path / "runs", progress=False)
+    assert [o.action for o in first.outcomes] == ["ran"]
+    assert [o.action for o in run_grid(one, tmp_path / "runs", progress=False).outcomes] == ["reused"]
+    # the same path, every label swapped: a different task, so the point runs again
+    swap = {" red": " blue", " blue": " red"}
+    rows = [json.loads(line) for line in task.read_text().splitlines()]
+    task.write_text("".join(json.dumps({**r, "answer": swap[r["answer"]]}) + "\n" for r in rows))
+    again = run_grid(one, tmp_path / "runs", progress=False)
+    assert [o.action for o in again.outcomes] == ["ran"]
+    inputs = [r.environment["inputs"] for r in (first.runs[0], again.runs[0])]
+    assert inputs[0]["task_sha256"] != inputs[1]["task_sha256"]
+    assert inputs[0]["model_sha256"] == inputs[1]["model_sha256"]

@@ -12,6 +12,7 @@ too short for the answers) before any caller touches the store.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from workbench.methods import build_method
 from workbench.methods.base import Method, PrepareContext
 from workbench.models import LoadedModel, load_model, resolve_device
 from workbench.models.checkpointing import enable_gradient_checkpointing
+from workbench.provenance import input_hashes, model_sha256
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -39,6 +41,7 @@ class Setup:
     method: Method
     device: torch.device
     lr: float  # the run's peak learning rate: train.lr, else the method's default
+    inputs: dict[str, str]  # content hashes of the task and the model (workbench.provenance)
 
 
 def setup_run(config: RunConfig, *, task: TaskData | None = None) -> Setup:
@@ -55,13 +58,27 @@ def setup_run(config: RunConfig, *, task: TaskData | None = None) -> Setup:
         dtype=DTYPES[config.train.dtype],
         attn_implementation=config.train.attn,
     )
+    model_hash = model_sha256(loaded.model)  # before checkpointing touches the model
     if config.train.gradient_checkpointing:
         enable_gradient_checkpointing(loaded.model, config.model)
     method.check(loaded.anatomy)
     task = task or load_task(config.task, seed=config.train.seed)
     check_fits(loaded.tokenizer, task.train + task.eval, config.train.max_length, task=task.name)
     lr = config.train.lr if config.train.lr is not None else method.default_lr
-    return Setup(config, loaded, task, method, device, lr)
+    return Setup(config, loaded, task, method, device, lr, input_hashes(model_hash, task))
+
+
+def config_inputs(config: RunConfig) -> dict[str, str]:
+    """The content hashes a run of `config` would record (its `environment.inputs`): its task loaded
+    the way `setup_run` loads it, and its model's hash, computed once per (model, dtype) in a process
+    (a sweep loads each model once to hash it)."""
+    task = load_task(config.task, seed=config.train.seed)
+    return input_hashes(_model_hash(config.model, config.train.dtype), task)
+
+
+@functools.lru_cache(maxsize=8)
+def _model_hash(model: str, dtype: str) -> str:
+    return model_sha256(load_model(model, device="cpu", dtype=DTYPES[dtype]).model)
 
 
 def train_stream(setup: Setup, examples: Sequence[Example] | None = None) -> Iterator[Batch]:

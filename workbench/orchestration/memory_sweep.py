@@ -70,7 +70,7 @@ def run_memory_sweep(
         config.runs_dir,
         name=f"{KIND}-{config.display_name}",
         config=memory_sweep_config(config, lengths, batch_sizes, synthetic=synthetic, cap_bytes=cap_bytes),
-        environment=environment_info(setup.device),
+        environment={**environment_info(setup.device), "inputs": setup.inputs},
     )
     with writer:
         torch.manual_seed(cfg.seed)

@@ -28,10 +28,12 @@ A grid is a small TOML file (or the same layout as a dict). `workbench sweep --c
 axis; to give a list-valued option one value, wrap it: `[[1, 2]]`. Points are the product of every axis
 of a method, for each seed, in file order.
 
-Resuming: every point's resolved config (without its name and runs dir) hashes to a `run_key`. A point
-whose key matches a *completed* run in the runs dir is skipped and that run reused (also a run made by
-another sweep or by hand with the same settings); an interrupted or failed run is run again (the old
-directory stays, marked so). Settings changed since -> a different key -> a new run.
+Resuming: every point's resolved config (without its name and runs dir) and the content hashes of its
+task's examples and its model's weights (`workbench.provenance`, recorded in every manifest) hash to a
+`run_key`. A point whose key matches a *completed* run in the runs dir is skipped and that run reused
+(also a run made by another sweep or by hand with the same settings); an interrupted or failed run is
+run again (the old directory stays, marked so). Settings, data or model changed since -> a different
+key -> a new run.
 """
 
 from __future__ import annotations
@@ -259,23 +261,42 @@ def _short(value: Any) -> str:
 # ---- run keys and finished runs -----------------------------------------------------------------------
 
 
-def run_key(config: dict[str, Any]) -> str:
+def run_key(config: dict[str, Any], inputs: dict[str, Any] | None = None) -> str:
     """A short hash of a run's resolved config (RunConfig.to_dict or a manifest's config), without
-    the keys that do not change what it computes (name, runs dir): equal settings, equal key."""
-    kept = {k: v for k, v in config.items() if k not in UNKEYED}
+    the keys that do not change what it computes (name, runs dir), and of the content hashes of its
+    inputs when given (`environment.inputs` of a manifest, `config_inputs` of a point): equal
+    settings on equal data and model, equal key."""
+    kept: dict[str, Any] = {k: v for k, v in config.items() if k not in UNKEYED}
+    if inputs is not None:
+        kept = {"config": kept, "inputs": inputs}
     text = json.dumps(kept, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
 def finished_runs(runs_dir: str | os.PathLike[str]) -> dict[str, RunReader]:
-    """run key -> the newest completed run with that key in `runs_dir` (broken runs are ignored)."""
+    """run key (settings and input hashes) -> the newest completed run with that key in `runs_dir`
+    (broken runs are ignored; a run recorded without input hashes keys on its settings alone, so it
+    matches no point and runs again)."""
     from workbench.store import list_runs
 
     found: dict[str, RunReader] = {}
     for entry in list_runs(runs_dir):  # oldest first: a newer run of the same key wins
         if entry.reader is not None and entry.reader.status == "completed":
-            found[run_key(entry.reader.config)] = entry.reader
+            inputs = entry.reader.environment.get("inputs")
+            found[run_key(entry.reader.config, inputs if isinstance(inputs, dict) else None)] = entry.reader
     return found
+
+
+def reusable_run(config: RunConfig, finished: dict[str, RunReader]) -> RunReader | None:
+    """The completed run in `finished` (`finished_runs`) made with `config`'s settings on the same
+    task and model contents, if any. Hashes the inputs (loads the model) only when some finished run
+    has these settings."""
+    from workbench.orchestration.assembly import config_inputs
+
+    settings = config.to_dict()
+    if not any(run_key(run.config) == run_key(settings) for run in finished.values()):
+        return None
+    return finished.get(run_key(settings, config_inputs(config)))
 
 
 # ---- running --------------------------------------------------------------------------------------
@@ -367,8 +388,9 @@ def run_points(
     outcomes: list[Outcome | None] = [None] * len(points)
     todo = []
     for i, key in enumerate(keys):
-        if key in finished:
-            outcomes[i] = Outcome(points[i], "reused", finished[key])
+        reused_run = reusable_run(configs[i], finished) if finished else None
+        if reused_run is not None:
+            outcomes[i] = Outcome(points[i], "reused", reused_run)
         elif key in keys[:i]:  # the same settings twice in one grid: one run
             outcomes[i] = Outcome(points[i], "duplicate")
         else:

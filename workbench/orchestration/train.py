@@ -52,7 +52,7 @@ def train(config: RunConfig, *, progress: bool = True, recorders: list | None = 
         config.runs_dir,
         name=config.display_name,
         config=config.to_dict(),
-        environment=environment_info(setup.device),
+        environment={**environment_info(setup.device), "inputs": setup.inputs},
     )
     with writer:
         summary = _run(setup, writer, Recording(recorders), progress)
