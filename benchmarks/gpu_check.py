@@ -96,7 +96,7 @@ def check_row(
     )
     summary = result.summary
     row: dict[str, Any] = {"label": label, "method": method, "status": result.status}
-    for source in ("saved_activations", "saved_peak", "total_logical", "allocator", "device"):
+    for source in ("saved_activations", "saved_peak", "total_logical", "allocator", "device", "rss"):
         value = memory_bytes(summary, source)
         row[f"{source}_bytes"] = value if value is not None else float("nan")
     row["allocator_vs_logical"] = row["allocator_bytes"] / row["total_logical_bytes"]

@@ -17,7 +17,8 @@ MEMORY_ROWS = (
     ("total_logical", "total logical"),
     ("allocator_max_allocated", "GPU allocator peak"),
     ("nvml_used", "GPU device used (NVML)"),
-    ("process_rss_peak", "process peak RSS"),
+    ("rss_window_peak", "process peak RSS (this run)"),
+    ("rss_lifetime_peak", "process peak RSS (lifetime)"),
 )
 
 

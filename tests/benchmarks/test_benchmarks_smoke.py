@@ -146,6 +146,6 @@ def test_gpu_check_runs_every_method_on_the_cpu_and_says_so_without_cuda(tmp_pat
     )
     for label, row in rows.items():
         assert 0 < row["saved_peak_bytes"] <= row["total_logical_bytes"], label
-        assert row["device_bytes"] > 0  # peak RSS on the CPU
+        assert row["rss_bytes"] > 0  # the run's own peak RSS
     assert rows["lora + checkpointing"]["saved_peak_bytes"] < rows["lora"]["saved_peak_bytes"]
     assert Path(result["path"]).name == "gpu_check-smoke.json"

@@ -75,7 +75,7 @@ def write_synthetic_run(
         memory_peak_bytes={
             "saved_activations": saved,
             "total_logical": saved + 3 * 2**20,
-            "process_rss_peak": 500 * 2**20,
+            "rss_window_peak": 500 * 2**20,
         },
     )
     if status == "running":
@@ -124,10 +124,10 @@ def _memory(writer: RunWriter, rng: np.random.Generator, steps: int, layers: int
                 rows.append(row(step, layer, module, "saved_activations", int(rng.integers(10_000, 60_000))))
         rows.append(row(step, -1, "loss", "saved_activations", 40_000))
         rows += [row(step, -1, "model", category, nbytes) for category, nbytes in static]
-        rows.append(row(step, -1, "model", "process_rss_peak", int(5e8), "device"))
+        rows.append(row(step, -1, "model", "rss_window_peak", int(5e8), "device"))
     phase = {"smt": "warmup", "spsft": "importance"}.get(method)
     if phase:
-        rows.append(row(-1, -1, "model", "process_rss_peak", int(4.5e8), "device", phase))
+        rows.append(row(-1, -1, "model", "rss_window_peak", int(4.5e8), "device", phase))
     writer.add("memory", rows)
 
 

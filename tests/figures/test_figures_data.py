@@ -30,10 +30,12 @@ def test_runs_frame_and_memory_sources(synthetic_runs, tmp_path) -> None:
     assert list(frame["method"]) == ["lora", "sage", "smt", "spsft", "full"]
     summary = synthetic_runs[0].summary
     assert frame["saved_activations_bytes"].iloc[0] == summary["memory_peak_bytes"]["saved_activations"]
-    # no NVML on CPU: "device" is the process peak RSS; no allocator peak at all
-    assert frame["device_bytes"].iloc[0] == summary["memory_peak_bytes"]["process_rss_peak"]
-    assert frame["allocator_bytes"].isna().all()
-    assert memory_bytes({"memory_peak_bytes": {"nvml_used": 5, "process_rss_peak": 9}}, "device") == 5
+    # no NVML on CPU: the process peak RSS of the run only; no allocator peak at all
+    assert frame["rss_bytes"].iloc[0] == summary["memory_peak_bytes"]["rss_window_peak"]
+    assert frame["allocator_bytes"].isna().all() and frame["device_bytes"].isna().all()
+    assert memory_bytes({"memory_peak_bytes": {"nvml_used": 5, "rss_window_peak": 9}}, "device") == 5
+    # a lifetime peak (older runs, or a platform without a reset) is not a run's own: never "rss"
+    assert memory_bytes({"memory_peak_bytes": {"process_rss_peak": 9}}, "rss") is None
     bad = tmp_path / "runs" / "bad"
     bad.mkdir(parents=True)
     (bad / "manifest.json").write_text("[]")

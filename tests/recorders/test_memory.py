@@ -59,7 +59,7 @@ def test_steps_phases_and_summary_of_a_run(recorded):
     per_step = train.query("category == 'saved_activations'").groupby("step")["bytes"].sum()
     assert run.summary["memory_peak_bytes"]["saved_activations"] == per_step.max()
     evals = memory.query("phase == 'eval'")
-    assert set(evals["step"]) == {0, 4} and "process_rss_peak" in set(evals["category"])
+    assert set(evals["step"]) == {0, 4} and "rss_window_peak" in set(evals["category"])
     assert evals.query("category == 'saved_activations'").empty  # evaluation saves nothing for backward
 
 

@@ -23,7 +23,7 @@ def tradeoff(runs: pd.DataFrame, x: str = "total_logical", *, labels: bool = Fal
     """Accuracy (after training) vs `x` for every run of `runs` (a `runs_frame`): colour is the
     method, shape the setup (attention kernel, gradient checkpointing) where runs differ in it.
 
-    `x`: "saved_activations", "saved_peak", "total_logical", "allocator", "device" (memory peaks, MiB) or
+    `x`: "saved_activations", "saved_peak", "total_logical", "allocator", "device", "rss" (MiB) or
     "step_time" (median seconds per step). Runs of different model/task get their own panel and
     frontier (their accuracies do not compare). `labels` writes run names next to the points.
     The data keeps each run's `id`, so a selected point names its run.

@@ -18,7 +18,7 @@ import torch
 
 from workbench.data import Batch
 from workbench.lm import answer_loss
-from workbench.memory.device import measure_device_peaks, reset_device_peaks
+from workbench.memory.device import RSS_LIFETIME, RSS_WINDOW, measure_device_peaks, reset_device_peaks
 from workbench.memory.saved import track_saved_tensors
 from workbench.memory.static import adamw_state_bytes, static_bytes
 from workbench.methods.base import Method
@@ -48,7 +48,11 @@ def measure_point(
         out.update({("logical", c): static[c] for c in STATIC})
         out[("logical", "optimizer_state")] = adamw_state_bytes(method.trainable_parameters().values())
         out.update(
-            {(s, c): b for s, c, b in measure_device_peaks(device).as_rows() if c != "process_rss_peak"}
+            {
+                (s, c): b
+                for s, c, b in measure_device_peaks(device).as_rows()
+                if c not in (RSS_WINDOW, RSS_LIFETIME)
+            }
         )
     except (torch.OutOfMemoryError, SimulatedOOM):
         pass

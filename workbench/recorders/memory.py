@@ -16,7 +16,8 @@ Table memory (columns step, layer, module, category, bytes, source, phase), on s
   read after the optimizer step (gradients and optimizer state both exist); each category's rows sum to
   `static_bytes` of the whole model.
 - device peaks of the step, layer -1 and module "model": allocator max_allocated / max_reserved (GPU),
-  nvml_used (GPU, whole device), process_rss_peak (process lifetime).
+  nvml_used (GPU, whole device), rss_window_peak (the process's peak RSS since the step or phase
+  began: the run's own, the model included; rss_lifetime_peak where the platform cannot reset it).
 Per phase (ctx.phase: SMT "warmup", SPSFT "importance"; and "eval"): the saved activations of the
 phase's largest forward (each selection forward frees its tensors in its own backward, so the largest
 forward is the phase's peak) per (block, module), saved_peak likewise (the largest peak of a forward

@@ -24,7 +24,11 @@ MEMORY_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "saved_peak": ("saved activations, live peak", ("saved_peak",)),
     "total_logical": ("total logical", ("total_logical",)),
     "allocator": ("GPU allocator peak", ("allocator_max_allocated",)),
-    "device": ("device (NVML on GPU, peak RSS on CPU)", ("nvml_used", "process_rss_peak")),
+    "device": ("GPU device used (NVML, whole device)", ("nvml_used",)),
+    # the process's peak RSS over the run's recorded steps, reset at each (workbench.memory.device): its
+    # own figure, weights and interpreter included; runs recorded before that (a lifetime peak, shared
+    # by every run trained in one process) have none, so a frontier never mixes the two
+    "rss": ("process peak RSS (CPU and GPU runs, model included)", ("rss_window_peak",)),
 }
 
 
@@ -60,6 +64,7 @@ COLUMNS = [
     "total_logical_bytes",
     "allocator_bytes",
     "device_bytes",
+    "rss_bytes",
     "step_seconds",
     "trainable_parameters",
     "created",
