@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from workbench.errors import WorkbenchError
-from workbench.orchestration.study import default_runs_dir, method_entry, size_grid, study_grid
+from workbench.orchestration.study import default_runs_dir, method_entry, size_grid, study_points
 from workbench.orchestration.sweeps import MethodEntry, Point, expand, run_key, run_points
 
 HERE = Path(__file__).resolve().parent
@@ -142,8 +142,8 @@ def make_runs(a: Analysis, name: str, entries: list[MethodEntry], **settings: An
 
 
 def study_runs(a: Analysis) -> list[tuple[Point, Any]]:
-    """The study's runs at this size (every method once), made or reused."""
-    return _run(a, expand(study_grid(a.size, model=a.model, task=a.task)))
+    """The study's runs at this size (every method at each of the size's seeds), made or reused."""
+    return _run(a, study_points(a.size, model=a.model, task=a.task))
 
 
 def _run(a: Analysis, points: list[Point]) -> list[tuple[Point, Any]]:

@@ -199,7 +199,16 @@ def cmd_study(args: argparse.Namespace) -> int:
     from workbench.orchestration.sweeps import format_summary
 
     result = run_study(
-        args.size, args.runs_dir, model=args.model, task=args.task, progress=not args.quiet, rerun=args.rerun
+        args.size,
+        args.runs_dir,
+        model=args.model,
+        task=args.task,
+        seeds=args.seeds,
+        timing=not args.no_timing,
+        timing_rounds=args.timing_rounds,
+        timing_threads=args.timing_threads,
+        progress=not args.quiet,
+        rerun=args.rerun,
     )
     print(format_summary(result.sweep))
     print()
@@ -254,6 +263,18 @@ def add_research_commands(sub: argparse._SubParsersAction) -> None:
     )
     study.add_argument("--model", help="another model than the size's (default smollm2-135m)")
     study.add_argument("--task", help="another task than the size's (default polarity)")
+    study.add_argument(
+        "--seeds", type=int, help="seeds per method (default: the size's, 3 at default; variants run one)"
+    )
+    study.add_argument(
+        "--timing-rounds", dest="timing_rounds", type=int, help="rounds of the interleaved timing pass (7)"
+    )
+    study.add_argument(
+        "--timing-threads", dest="timing_threads", type=int, help="torch threads while timing (default 1)"
+    )
+    study.add_argument(
+        "--no-timing", dest="no_timing", action="store_true", help="no timing pass: sequential step times"
+    )
     study.add_argument("--out", help="also write the results page (markdown) here")
     study.add_argument("--rerun", action="store_true", help="run every method again, even completed runs")
     study.add_argument("--no-app", dest="no_app", action="store_true", help="do not serve the app afterwards")

@@ -11,6 +11,10 @@ they look like every other figure and export the same way (`workbench.figures.ex
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from typing import Any
+
 import pandas as pd
 
 from workbench.figures.base import Figure, empty_figure
@@ -34,9 +38,10 @@ def ratio_table(frame: pd.DataFrame, baseline: str = BASELINE, label: str = "nam
     """One row per run of `frame` (a `runs_frame`): label, method, key options, setup (attention
     kernel, checkpointing), status, accuracy before training, the accuracy's 95% interval, the
     RATIO_COLUMNS values and each divided by its reference (`<column>_vs_<baseline>`): the first
-    completed `baseline` run without gradient checkpointing on the same attention kernel, so a ratio
-    compares like with like (NaN when there is none)."""
+    completed `baseline` run without gradient checkpointing on the same attention kernel and seed, so a
+    ratio compares like with like (NaN when there is none)."""
     keep = ["id", "name", "method", "key_options", "attn", "setup", "variant", "status", "accuracy_before"]
+    keep += ["seed", "setting", "model", "task"]
     keep += ["accuracy_low", "accuracy_high"]  # the accuracy's 95% interval
     out = frame[keep].copy()
     out["label"] = frame[label] if label in frame else frame["name"]
@@ -44,23 +49,113 @@ def ratio_table(frame: pd.DataFrame, baseline: str = BASELINE, label: str = "nam
         out[column] = frame[source]
     plain = ~frame["checkpointing"].fillna(False).astype(bool)
     is_reference = (out["method"] == baseline) & (out["status"] == "completed") & plain
-    references = out[is_reference].drop_duplicates("attn").set_index("attn")
+    references = out[is_reference].drop_duplicates(["attn", "seed"]).set_index(["attn", "seed"])
+    keys = pd.MultiIndex.from_frame(out[["attn", "seed"]])
     for column in RATIO_COLUMNS:
-        reference = out["attn"].map(references[column]).astype(float)
+        reference = pd.Series(references[column].reindex(keys).to_numpy(dtype=float), index=out.index)
         out[f"{column}_vs_{baseline}"] = (out[column] / reference).where(reference != 0)
     return out.reset_index(drop=True)
 
 
+def aggregate_seeds(table: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
+    """One row per configuration (`setting`: the runs of one config over seeds) of a `ratio_table`, in
+    first-seen order, from its completed runs: `seeds` (how many), each RATIO_COLUMNS value's mean over
+    seeds and the half-width of its 95% Student-t interval (`<column>_pm`, NaN for one seed), the same
+    for the ratio to the baseline of the same seed (`<column>_vs_<baseline>`, `..._pm`); the accuracy's
+    interval (`accuracy_low`/`high`) is the one over seeds, or the Wilson interval of a single run;
+    `runs` lists the run ids, `incomplete` counts the runs that did not complete."""
+    from workbench.stats import mean_interval
+
+    rows = []
+    for _, group in table.groupby("setting", sort=False):
+        done = group[group["status"] == "completed"]
+        first = (done if len(done) else group).iloc[0]
+        row = {k: first[k] for k in ("label", "method", "key_options", "attn", "setup", "variant", "setting")}
+        row.update(
+            model=first["model"], task=first["task"], seeds=len(done), incomplete=len(group) - len(done)
+        )
+        row["runs"] = list(done["id"])
+        row["accuracy_before"] = done["accuracy_before"].mean()
+        for column in RATIO_COLUMNS:
+            for name in (column, f"{column}_vs_{baseline}"):
+                row[name], row[f"{name}_pm"] = mean_interval(done[name].to_numpy(dtype=float))
+        if len(done) == 1:
+            row["accuracy_low"], row["accuracy_high"] = first["accuracy_low"], first["accuracy_high"]
+        else:
+            row["accuracy_low"] = row["accuracy"] - row["accuracy_pm"]
+            row["accuracy_high"] = row["accuracy"] + row["accuracy_pm"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def discordant_pairs(run_a: Any, run_b: Any) -> tuple[int, int]:
+    """(examples only run A got right, examples only run B got right) at each run's final evaluation,
+    from their `predictions` tables; ValueError unless both scored the same examples (same labels in
+    the same order, the same task contents when the manifests record them)."""
+    final_a, final_b = _final_predictions(run_a), _final_predictions(run_b)
+    inputs = [(r.environment.get("inputs") or {}).get("task_sha256") for r in (run_a, run_b)]
+    same_task = None in inputs or inputs[0] == inputs[1]
+    if not same_task or list(final_a["label"]) != list(final_b["label"]):
+        raise ValueError(f"runs {run_a.id} and {run_b.id} were not scored on the same examples")
+    a, b = final_a["correct"].to_numpy(dtype=bool), final_b["correct"].to_numpy(dtype=bool)
+    return int((a & ~b).sum()), int((~a & b).sum())
+
+
+def _final_predictions(run: Any) -> pd.DataFrame:
+    table = run.table("predictions")
+    if table.empty:
+        raise ValueError(f"run {run.id} recorded no per-example predictions (made before they were)")
+    return table[table["step"] == table["step"].max()].sort_values("example")
+
+
+def paired_test(runs_a: Sequence[Any], runs_b: Sequence[Any]) -> dict[str, Any]:
+    """The exact McNemar test of configuration A against B over the seeds both ran: each seed's two
+    runs are scored on the same examples, and the discordant examples of every seed are pooled (each
+    is a fair coin under "A and B are equally accurate"). Returns only_a, only_b, p and the seeds
+    paired (p NaN when no pair could be made)."""
+    from workbench.stats import mcnemar_p
+
+    by_seed = {_seed(r): r for r in runs_b}
+    only_a = only_b = 0
+    paired = []
+    for run in runs_a:
+        other = by_seed.get(_seed(run))
+        if other is None or other.id == run.id:
+            continue
+        try:
+            a, b = discordant_pairs(run, other)
+        except ValueError:
+            continue
+        only_a, only_b = only_a + a, only_b + b
+        paired.append(_seed(run))
+    p = mcnemar_p(only_a, only_b) if paired else float("nan")
+    return {"only_a": only_a, "only_b": only_b, "p": p, "seeds": paired}
+
+
+def _seed(run: Any) -> Any:
+    return (run.config.get("train") or {}).get("seed", 0)
+
+
 def ratio_bars(table: pd.DataFrame, column: str = "step_time", baseline: str = BASELINE) -> Figure:
-    """Bars of `column` relative to the baseline, one per row of a `ratio_table` (SAGE Fig. 5 with
-    column "step_time": relative training time)."""
+    """Bars of `column` relative to the baseline, one per label of a `ratio_table` (SAGE Fig. 5 with
+    column "step_time": relative training time): the mean over the label's runs (seeds, each to the
+    baseline of its seed) with its 95% interval as an error bar."""
+    from workbench.stats import mean_interval
+
     label = RATIO_COLUMNS[column][1]
     title = f"{label[0].upper()}{label[1:]} relative to {baseline}"
     ratio = f"{column}_vs_{baseline}"
-    data = table[["label", "method", column, ratio]].dropna(subset=[ratio])
-    if data.empty:
+    rows = table[["label", "method", column, ratio]].dropna(subset=[ratio])
+    if rows.empty:
         return empty_figure("ratio_bars", title, f"no {baseline} run to compare with, or no {label} recorded")
-    data = data.rename(columns={ratio: "ratio"})
+    aggregated = []  # one bar per label: the mean over its runs (seeds), a 95% interval where several
+    for (name, method), group in rows.groupby(["label", "method"], sort=False):
+        mean, half = mean_interval(group[ratio].to_numpy(dtype=float))
+        half = 0.0 if math.isnan(half) else half
+        value = group[column].mean()
+        aggregated.append({"label": name, "method": method, column: value, "ratio": mean, "runs": len(group)})
+        aggregated[-1].update(low=mean - half, high=mean + half)
+    data = pd.DataFrame(aggregated)
     spec = BarsSpec(
         x="label",
         x_order=tuple(data["label"]),
@@ -71,7 +166,9 @@ def ratio_bars(table: pd.DataFrame, column: str = "step_time", baseline: str = B
         stacked=True,  # one bar per label: stacking keeps it full width
         xlabel="",
         ylabel=f"{label} / {baseline}",
-        hover=("label", "method", column, "ratio"),
+        hover=("label", "method", column, "ratio", "low", "high", "runs"),
+        err_low="low",
+        err_high="high",
     )
     return Figure("ratio_bars", title, data.reset_index(drop=True), spec)
 

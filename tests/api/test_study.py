@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from workbench import cli
+from workbench.errors import ConfigError
 from workbench.methods import METHODS
 from workbench.orchestration import study
 from workbench.store import list_runs
@@ -15,32 +18,50 @@ def study_runs(runs_dir, task):
     return study.run_study("smoke", runs_dir, task=task, progress=False).sweep.runs
 
 
-STUDY_RUNS = len(METHODS.names()) + len(study.STUDY_VARIANTS)
+SEEDS = study.STUDY_SIZES["smoke"].seeds
+CONFIGURATIONS = len(METHODS.names()) + len(study.STUDY_VARIANTS)
+STUDY_RUNS = len(METHODS.names()) * SEEDS + len(study.STUDY_VARIANTS)  # variants: the first seed
 
 
 def test_study_table_has_every_method_and_ratios_to_lora(smoke_study, tiny_task):
-    table = study.study_table(study_runs(smoke_study, tiny_task))
-    assert len(table) == STUDY_RUNS
+    result = study.run_study("smoke", smoke_study, task=tiny_task, progress=False)
+    table = result.table
+    assert len(table) == CONFIGURATIONS and SEEDS == 2
+    assert set(table.loc[table["setup"] == "sdpa", "seeds"]) == {SEEDS}
+    assert set(table.loc[table["setup"] != "sdpa", "seeds"]) == {1}
     assert set(METHODS) <= set(table["method"])
     assert set(table["attn"]) == {"sdpa"}  # the practitioner's kernel by default
     rows = table.set_index("variant")
     lora = rows.loc["lora"]
     for column in ("accuracy", "saved_activations", "saved_peak", "total_logical", "step_time", "trainable"):
         assert lora[f"{column}_vs_lora"] == pytest.approx(1.0)
+    # step time from the interleaved timing pass: ratios within each round, the baseline's exactly 1
+    assert set(table["timing"]) == {"interleaved"} and result.timing is not None
+    assert lora["step_time_low"] == lora["step_time_high"] == 1.0
+    assert (table["step_time_low"] <= table["step_time_vs_lora"]).all()
+    assert (table["step_time_vs_lora"] <= table["step_time_high"]).all() and (table["step_cpu"] > 0).all()
+    assert len(result.timing.wall) == 7 and result.timing.threads == 1
+    # the paired test: every configuration against LoRA over the seeds both ran
+    assert math.isnan(lora["accuracy_p"])  # not tested against itself
+    others = table[table["variant"] != "lora"]
+    assert others["accuracy_p"].between(0, 1).all() and (others["accuracy_only"] >= 0).all()
     for method in ("lora", "sage"):  # checkpointing: the live peak falls, ratios still to plain LoRA
         checkpointed = rows.loc[f"{method} + checkpointing"]
         assert checkpointed["setup"] == "sdpa + checkpointing"
         assert checkpointed["saved_peak"] < rows.loc[method, "saved_peak"]
-        assert checkpointed["saved_peak_vs_lora"] == checkpointed["saved_peak"] / lora["saved_peak"]
+        # one seed, so its ratio is to LoRA's run of that seed (seeds pad their batches differently)
+        assert 0 < checkpointed["saved_peak_vs_lora"] < 1 and checkpointed["seeds"] == 1
     full = table[table["method"] == "full"].iloc[0]
     assert full["trainable_vs_lora"] > 1 and full["total_logical_vs_lora"] > 1
     assert (table["accuracy_low"] <= table["accuracy"]).all() and (
         table["accuracy"] <= table["accuracy_high"]
     ).all()
     text = study.markdown_table(table)
-    assert text.count("\n") == len(table) + 1 and "(1.00x)" in text
-    low, high = lora["accuracy_low"], lora["accuracy_high"]
-    assert f"{100 * lora['accuracy']:.1f}% [{100 * low:.1f}, {100 * high:.1f}] (1.00x)" in text
+    assert text.count("\n") == len(table) + 1 and "(1.00x)" in text and "(1.00x [1.00, 1.00])" in text
+    assert f"{100 * lora['accuracy']:.1f}% ± {100 * lora['accuracy_pm']:.1f} (1.00x)" in text
+    one = rows.loc["lora + checkpointing"]  # one seed: the Wilson interval of its run
+    low, high = one["accuracy_low"], one["accuracy_high"]
+    assert f"{100 * one['accuracy']:.1f}% [{100 * low:.1f}, {100 * high:.1f}]" in text
 
 
 def test_study_command_reuses_runs_and_writes_the_page(smoke_study, tiny_task, tmp_path, capsys):
@@ -50,7 +71,7 @@ def test_study_command_reuses_runs_and_writes_the_page(smoke_study, tiny_task, t
     assert cli.main([*args, "--task", tiny_task, "--out", str(page)]) == 0
     assert len(list_runs(smoke_study)) == before  # every run reused
     out = capsys.readouterr().out
-    assert f"0 ran, {STUDY_RUNS} reused, 0 failed" in out
+    assert f"0 ran, {STUDY_RUNS} reused, 0 failed" in out  # and the timing pass reused
     text = page.read_text()
     assert "# Study: every method on tiny-llama" in text and "| lora |" in text
     assert "workbench study --size smoke --no-app" in text
@@ -68,15 +89,16 @@ def test_the_app_is_served_on_the_study_runs(monkeypatch, tmp_path, capsys):
 
 
 def test_sizes():
-    from workbench.orchestration.sweeps import expand
-
     assert set(study.STUDY_SIZES) == {"smoke", "default", "full"}
-    for size in study.STUDY_SIZES:  # every size's grid is valid for every method
-        points = expand(study.study_grid(size))
+    for size, spec in study.STUDY_SIZES.items():  # every size's points are valid for every method
+        points = study.study_points(size)
         variants = [method for method, _ in study.STUDY_VARIANTS.values()]
-        assert [p.data["method"] for p in points] == study.study_methods() + variants
+        methods = [m for m in study.study_methods() for _ in range(spec.seeds)]
+        assert [p.data["method"] for p in points] == methods + variants
         assert study.study_methods()[0] == "lora"
-    default = {p.label: p.config() for p in expand(study.study_grid("default"))}
+        assert [p.resolved.train.seed for p in points[: spec.seeds]] == list(range(spec.seeds))
+    assert study.STUDY_SIZES["default"].seeds == 3 and len(study.study_points("default", seeds=1)) == 9
+    default = {p.label: p.config() for p in study.study_points("default", seeds=1)}
     assert default["lora"].train.lr == default["sage"].train.lr == 5e-4 and default["full"].train.lr is None
     assert default["lora-checkpointing"].train.lr == 5e-4  # the method's settings, then the variant's
     assert default["lora-checkpointing"].train.gradient_checkpointing
@@ -85,6 +107,20 @@ def test_sizes():
     assert study.default_runs_dir("default") == "runs/study"
     with pytest.raises(Exception, match="unknown study size 'huge'"):
         study.study_size("huge")
+
+
+@pytest.mark.parametrize("seeds", [0, -1, 1.5, True])
+def test_bad_seed_counts_are_one_clear_error(seeds, tmp_path):
+    with pytest.raises(ConfigError, match="--seeds must be a whole number of seeds >= 1"):
+        study.run_study("smoke", tmp_path, seeds=seeds, progress=False)
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_bad_seeds_on_the_command_line(capsys):
+    assert cli.main(["study", "--size", "smoke", "--seeds", "0", "--no-app"]) == 2
+    assert "--seeds must be a whole number of seeds >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["study", "--seeds", "two"])
 
 
 def test_comparison_figures_render(smoke_study, tiny_task, tmp_path):

@@ -27,7 +27,8 @@ from workbench.errors import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from workbench.orchestration.sweeps import Grid, MethodEntry, SweepResult
+    from workbench.orchestration.sweeps import Grid, MethodEntry, Point, SweepResult
+    from workbench.orchestration.timing_pass import TimingPass
     from workbench.store import RunReader
 
 
@@ -41,6 +42,7 @@ class StudySize:
     record: dict[str, Any] = field(default_factory=dict)
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> {options, "train": {}}
     note: str = ""  # the run budget, said in the study table and the docs
+    seeds: int = 3  # seeds of every method (train.seed 0 ... seeds-1); the variants run the first only
 
 
 STUDY_SIZES: dict[str, StudySize] = {
@@ -52,12 +54,15 @@ STUDY_SIZES: dict[str, StudySize] = {
         record={"saliency_every": 1, "grads_every": 1, "probe_examples": 2},
         methods={"smt": {"warmup_steps": 2}, "spsft": {"rank": 8}},
         note="2 steps of batch 4, 8 eval examples per run",
+        seeds=2,
     ),
-    # the default model on this 2-core CPU machine: ~1.5 s a step, ~30 s per 100 eval examples
+    # the default model on this 2-core CPU machine: ~1.5 s a step, ~30 s per 100 eval examples; 200 of
+    # polarity's 800 held-out examples per run (a 95% interval of about +-5.5 points at 84%) and 3 seeds
+    # keep the study near 50 minutes (the evaluation before training is scored once per seed)
     "default": StudySize(
         model="smollm2-135m",
         task="polarity",
-        train={"steps": 30, "batch_size": 8, "max_length": 128, "eval_examples": 100, "eval_batch_size": 16},
+        train={"steps": 30, "batch_size": 8, "max_length": 128, "eval_examples": 200, "eval_batch_size": 16},
         record={"saliency_every": 10, "grads_every": 10},
         # 30 steps are few: the LoRA-based methods (one adapter, one lr) at 2.5x LoRA's default 2e-4 move
         # accuracy above the base model's (80% -> 84% on these 100 examples; at 2e-4 it stays at 80%)
@@ -69,8 +74,9 @@ STUDY_SIZES: dict[str, StudySize] = {
             "smt": {"warmup_steps": 10},
         },
         note=(
-            "30 steps of batch 8, 100 eval examples before and after per run, LoRA / VeLoRA / SAGE / "
-            "TokenTune at lr 5e-4, the others at their default lr: about 15 min on 2 quiet CPU cores"
+            "30 steps of batch 8, 200 eval examples before and after per run, 3 seeds per method, LoRA / "
+            "VeLoRA / SAGE / TokenTune at lr 5e-4, the others at their default lr: about 50 min on 2 "
+            "quiet CPU cores"
         ),
     ),
     # a GPU: paper-like lengths of training and evaluation
@@ -88,6 +94,9 @@ STUDY_SIZES: dict[str, StudySize] = {
 # The practitioner's alternatives, run beside every registered method (entry label -> method, entry
 # settings): LoRA with gradient checkpointing (the memory baseline a sparse backward must beat) and
 # SAGE with it. The kernel is the study's train.attn (sdpa) for every entry, so ratios are like for like.
+# They run the first seed only: checkpointing recomputes the same gradients (tests/methods/
+# test_kernels_and_checkpointing.py), so their accuracy is their method's, their memory is exact and
+# their time comes from the timing pass.
 STUDY_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "lora-checkpointing": ("lora", {"train": {"gradient_checkpointing": True}}),
     "sage-checkpointing": ("sage", {"train": {"gradient_checkpointing": True}}),
@@ -153,22 +162,42 @@ def study_methods() -> list[str]:
     return [BASELINE] + [m for m in names if m != BASELINE]
 
 
-def study_grid(size: str = "default", *, model: str | None = None, task: str | None = None) -> Grid:
-    """The study's sweep: every method once, then the STUDY_VARIANTS, at `size`."""
-    entries = [method_entry(size, m) for m in study_methods()]
-    for label, (method, settings) in STUDY_VARIANTS.items():
-        entries.append(method_entry(size, method, label, **copy.deepcopy(settings)))
-    return size_grid(size, "study", entries, model=model, task=task)
+def study_seeds(size: str, seeds: int | None = None) -> list[int]:
+    """The study's seeds: 0 ... n-1 for `seeds` (default: the size's); one ConfigError for a count that
+    is not a positive integer."""
+    n = study_size(size).seeds if seeds is None else seeds
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"--seeds must be a whole number of seeds >= 1, got {n!r}")
+    return list(range(n))
+
+
+def study_points(
+    size: str = "default", *, model: str | None = None, task: str | None = None, seeds: int | None = None
+) -> list[Point]:
+    """The study's runs: every method at each seed, then the STUDY_VARIANTS at the first seed."""
+    chosen = study_seeds(size, seeds)
+    methods = [method_entry(size, m) for m in study_methods()]
+    variants = [
+        method_entry(size, method, label, **copy.deepcopy(settings))
+        for label, (method, settings) in STUDY_VARIANTS.items()
+    ]
+    grids = [
+        size_grid(size, "study", methods, model=model, task=task, seeds=chosen),
+        size_grid(size, "study", variants, model=model, task=task, seeds=chosen[:1]),
+    ]
+    return [point for grid in grids for point in grid.points]
 
 
 @dataclass
 class StudyResult:
-    """The study's sweep result, its runs dir and its table (`study_table`)."""
+    """The study's sweep result, its runs dir, its timing pass and its table (`study_table`: one row
+    per configuration, aggregated over seeds)."""
 
     size: str
     runs_dir: str
     sweep: SweepResult
     table: pd.DataFrame
+    timing: TimingPass | None = None
 
 
 def run_study(
@@ -177,35 +206,102 @@ def run_study(
     *,
     model: str | None = None,
     task: str | None = None,
+    seeds: int | None = None,
+    timing: bool = True,
+    timing_rounds: int | None = None,
+    timing_threads: int | None = None,
     progress: bool = True,
     rerun: bool = False,
 ) -> StudyResult:
-    """Run (or reuse) every method at `size` in `runs_dir` (default: `default_runs_dir(size)`) under
-    one progress bar, and tabulate them against LoRA. `rerun` runs them all again (e.g. to measure
-    step times again on a quiet machine)."""
-    from workbench.orchestration.sweeps import run_grid
+    """Run (or reuse) every method at `size` for `seeds` seeds (default: the size's) in `runs_dir`
+    (default: `default_runs_dir(size)`) under one progress bar, then (with `timing`) time every
+    configuration in the interleaved timing pass (workbench.orchestration.timing_pass), and tabulate
+    them against LoRA. `rerun` runs and times them all again."""
+    from workbench.orchestration.sweeps import run_points
+    from workbench.orchestration.timing_pass import DEFAULT_ROUNDS, DEFAULT_THREADS, check_pass_settings
 
+    rounds = DEFAULT_ROUNDS if timing_rounds is None else timing_rounds
+    threads = DEFAULT_THREADS if timing_threads is None else timing_threads
+    check_pass_settings(rounds, threads)
+    points = study_points(size, model=model, task=task, seeds=seeds)  # every bad input fails here
     runs_dir = str(runs_dir or default_runs_dir(size))
-    result = run_grid(study_grid(size, model=model, task=task), runs_dir, progress=progress, rerun=rerun)
-    return StudyResult(size, runs_dir, result, study_table(result.runs))
+    result = run_points(points, runs_dir, progress=progress, rerun=rerun)
+    timed = None
+    if timing and not result.failed:
+        timed = study_timing(points, runs_dir, rounds=rounds, threads=threads, rerun=rerun, progress=progress)
+    return StudyResult(size, runs_dir, result, study_table(result.runs, timed), timed)
+
+
+def study_timing(
+    points: list[Point], runs_dir: str, *, rounds: int, threads: int, rerun: bool, progress: bool
+) -> TimingPass:
+    """The timing pass over the study's configurations at their first seed (one per table row)."""
+    from workbench.orchestration.timing_pass import run_timing_pass
+
+    first = min(p.resolved.train.seed for p in points)
+    configs = {p.label: p.config(runs_dir) for p in points if p.resolved.train.seed == first}
+    return run_timing_pass(
+        configs, runs_dir, baseline=BASELINE, rounds=rounds, threads=threads, rerun=rerun, progress=progress
+    )
 
 
 # ---- the table ----------------------------------------------------------------------------------------
 
 
-def study_table(runs: list[RunReader], baseline: str = BASELINE) -> pd.DataFrame:
-    """One row per run: method, key options, setup and the values of
-    `workbench.comparisons.RATIO_COLUMNS` (accuracy, saved activations, their live peak, total logical
-    memory, step time, trainable parameters), each also as a ratio to the `baseline` run on the same
-    attention kernel without checkpointing."""
-    from workbench.comparisons import ratio_table
-    from workbench.store.summary import runs_frame
+def study_table(
+    runs: list[RunReader], timing: TimingPass | None = None, baseline: str = BASELINE
+) -> pd.DataFrame:
+    """One row per configuration, its runs over seeds aggregated (`comparisons.aggregate_seeds`):
+    method, key options, setup, seeds, each of `comparisons.RATIO_COLUMNS` (accuracy, saved
+    activations, their live peak, total logical memory, step time, trainable parameters) as the mean
+    and 95% half-width over seeds, and as a ratio to the `baseline` of the same seed on the same
+    attention kernel without checkpointing. With a `timing` pass, step time and its ratio are the
+    pass's (median over interleaved rounds; `step_time_low`/`high`: the extreme rounds' ratios;
+    `step_cpu*`: process CPU time), else the training runs' medians (column `timing` says which).
+    `accuracy_p`: the exact McNemar p-value against the baseline, seeds paired on the same examples
+    (`accuracy_only` / `accuracy_only_baseline`: examples only it / only the baseline got right)."""
+    from workbench.comparisons import aggregate_seeds, paired_test, ratio_table
+    from workbench.store.summary import runs_frame, setting_key
 
-    return ratio_table(runs_frame(runs), baseline)
+    table = aggregate_seeds(ratio_table(runs_frame(runs), baseline), baseline)
+    if table.empty:
+        return table
+    readers = {r.id: r for r in runs}
+    plain_baseline = (table["method"] == baseline) & ~table["setup"].str.contains("checkpointing")
+    references = {row["attn"]: row["runs"] for _, row in table[plain_baseline].iterrows()}
+    tests = [
+        paired_test([readers[i] for i in row["runs"]], [readers[i] for i in references.get(row["attn"], [])])
+        for _, row in table.iterrows()
+    ]
+    table["accuracy_only"] = [t["only_a"] for t in tests]
+    table["accuracy_only_baseline"] = [t["only_b"] for t in tests]
+    table["accuracy_p"] = [t["p"] for t in tests]
+    table["timing"] = "sequential"
+    for column in ("step_time_low", "step_time_high", "step_cpu", f"step_cpu_vs_{baseline}"):
+        table[column] = math.nan
+    if timing is not None:
+        labels = {setting_key(config): label for label, config in timing.configs.items()}
+        for i, row in table.iterrows():
+            label = labels.get(row["setting"])
+            if label is None:
+                continue
+            median, low, high = timing.ratio(label)
+            table.loc[i, ["step_time", f"step_time_vs_{baseline}", "step_time_low", "step_time_high"]] = (
+                timing.seconds(label), median, low, high
+            )  # fmt: skip
+            table.loc[i, ["step_cpu", f"step_cpu_vs_{baseline}"]] = (
+                timing.seconds(label, "cpu"), timing.ratio(label, "cpu")[0]
+            )  # fmt: skip
+            table.loc[i, "timing"] = "interleaved"
+    return table
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _value(column: str, value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "-"
     if column in ("saved_activations", "saved_peak", "total_logical"):
         return f"{value / 2**20:,.1f} MiB"
@@ -214,28 +310,53 @@ def _value(column: str, value: Any) -> str:
     return f"{int(value):,}"
 
 
-def _ratio(value: Any) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}x"
+def _ratio(row: Any, column: str, baseline: str) -> str:
+    """ "0.62x [0.58, 0.66]" for an interleaved step time (the ratio's extreme rounds), "0.95x ± 0.03"
+    with a 95% half-width over seeds where the seeds differ, else "0.23x"."""
+    value = row[f"{column}_vs_{baseline}"]
+    if _missing(value):
+        return "-"
+    if column == "step_time" and row["timing"] == "interleaved":
+        return f"{value:.2f}x [{row['step_time_low']:.2f}, {row['step_time_high']:.2f}]"
+    half = row[f"{column}_vs_{baseline}_pm"]
+    return f"{value:.2f}x" if _missing(half) or half < 5e-3 else f"{value:.2f}x ± {half:.2f}"
+
+
+def _accuracy(row: Any) -> str:
+    """ "84.2% ± 1.3" (mean ± 95% half-width over seeds) or, for one run, "84.0% [75.6, 89.9]" (its
+    Wilson interval on the held-out examples)."""
+    from workbench.report import format_accuracy
+
+    if row["seeds"] > 1 and not _missing(row["accuracy_pm"]):
+        return f"{100 * row['accuracy']:.1f}% ± {100 * row['accuracy_pm']:.1f}"
+    return format_accuracy(row["accuracy"], (row["accuracy_low"], row["accuracy_high"]))
+
+
+def _paired(row: Any, baseline: str) -> str:
+    """ "p=0.21 (12/9)": the McNemar p-value and the discordant examples (only this / only baseline)."""
+    is_reference = row["method"] == baseline and "checkpointing" not in str(row["setup"])
+    if is_reference or _missing(row["accuracy_p"]):
+        return "-"
+    return f"p={row['accuracy_p']:.2f} ({int(row['accuracy_only'])}/{int(row['accuracy_only_baseline'])})"
 
 
 def markdown_table(table: pd.DataFrame, baseline: str = BASELINE) -> str:
-    """`study_table` as markdown: each cell "value (ratio to the baseline)", the accuracy with its 95%
-    interval "84.0% [75.6, 89.9]"."""
+    """`study_table` as markdown: each cell "value (ratio to the baseline)"; accuracy as "mean ± 95%
+    half-width" over seeds (a single run: its Wilson interval), then the paired McNemar test against
+    the baseline; an interleaved step time with its ratio's lowest and highest round."""
     from workbench.comparisons import RATIO_COLUMNS
-    from workbench.report import format_accuracy
 
-    head = ["method", "options", "attention, checkpointing"] + [label for _, label in RATIO_COLUMNS.values()]
+    head = ["method", "options", "attention, checkpointing", "seeds"]
+    head += [label for _, label in RATIO_COLUMNS.values()] + [f"accuracy vs {baseline}: McNemar"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in table.iterrows():
-        cells = [str(row["method"]), str(row["key_options"] or "-"), str(row["setup"])]
+        cells = [str(row["method"]), str(row["key_options"] or "-"), str(row["setup"]), str(row["seeds"])]
         for column in RATIO_COLUMNS:
-            if column == "accuracy":
-                value = format_accuracy(row["accuracy"], (row["accuracy_low"], row["accuracy_high"]))
-            else:
-                value = _value(column, row[column])
-            cells.append(f"{value} ({_ratio(row[f'{column}_vs_{baseline}'])})")
-        if row["status"] != "completed":
-            cells[0] += f" ({row['status']})"
+            value = _accuracy(row) if column == "accuracy" else _value(column, row[column])
+            cells.append(f"{value} ({_ratio(row, column, baseline)})")
+        cells.append(_paired(row, baseline))
+        if row["incomplete"]:
+            cells[0] += f" ({row['incomplete']} run(s) not completed)"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -246,9 +367,18 @@ def study_markdown(result: StudyResult, *, command: str | None = None) -> str:
     runs = result.sweep.runs
     config = runs[0].config if runs else {}
     train = config.get("train", spec.train)
-    before = result.table["accuracy_before"].dropna()
+    before = result.table["accuracy_before"].dropna() if len(result.table) else []
     device = runs[0].environment.get("device", "?") if runs else "?"
     command = command or f"workbench study --size {result.size} --no-app"
+    seeds = int(result.table["seeds"].max()) if len(result.table) else 0
+    if result.timing is not None:
+        timing = (
+            f"Step time: the median of {len(result.timing.wall)} interleaved rounds of one step of every "
+            f"configuration on the same batch, on {result.timing.threads} torch thread(s) (timing-pass "
+            f"run `{result.timing.run_id}`); in brackets the ratio's lowest and highest round."
+        )
+    else:
+        timing = "Step time: the training runs' medians, sequential: not comparable on a loaded machine."
     lines = [
         f"# Study: every method on {config.get('model', spec.model)} / {config.get('task', spec.task)}",
         "",
@@ -258,15 +388,19 @@ def study_markdown(result: StudyResult, *, command: str | None = None) -> str:
         f"Size `{result.size}` ({len(runs)} runs; {spec.note}). Each run: {train.get('steps')} steps "
         f"of batch {train.get('batch_size')}, max length {train.get('max_length')}, accuracy on "
         f"{train.get('eval_examples')} held-out examples"
-        + (f" (before training: {100 * before.iloc[0]:.1f}%)" if len(before) else "")
-        + f"; device {device}.",
+        + (f" (before training: {100 * before.mean():.1f}% on average)" if len(before) else "")
+        + f"; up to {seeds} seeds per configuration (a seed changes the split, the batch order and the "
+        f"initialisation); device {device}.",
         "",
-        f"Each cell: the value (its ratio to {BASELINE} on the same attention kernel, without "
-        "checkpointing); accuracy with its 95% Wilson interval on the held-out examples. Memory is "
-        "logical (exact tensor bytes): saved activations packed in the "
-        "forward at the peak step; their live peak over forward and backward (recomputation included: "
-        "the honest figure under gradient checkpointing); and the total of parameters, gradients, "
-        "optimizer state and that live peak. Step time is the median wall time of a training step.",
+        f"Each cell: the mean over seeds (its ratio to {BASELINE} of the same seed on the same attention "
+        "kernel without checkpointing, ± the 95% Student-t half-width over seeds). Accuracy: mean ± "
+        "95% half-width over seeds (a single run: its 95% Wilson interval on the held-out examples); the "
+        f"last column is the exact McNemar test against {BASELINE}, seeds paired on the same examples "
+        f"(examples only this configuration / only {BASELINE} got right). Memory is logical (exact "
+        "tensor bytes; seeds differ only through their batches' padded lengths): saved activations "
+        "packed in the forward at the peak step; their live peak over forward and backward (recomputation included: the honest figure "
+        "under gradient checkpointing); and the total of parameters, gradients, optimizer state and "
+        f"that live peak. {timing}",
         "",
         markdown_table(result.table),
         "",

@@ -11,6 +11,7 @@ shared with the memory sweep and the benchmarks. Reads top to bottom: `train` is
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import time
@@ -80,8 +81,8 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
     scored: dict[int, dict[str, Any]] = {}  # step -> evaluation result (its counts give the intervals)
 
     def run_eval(step: int) -> float:
-        with recording.phase("eval", step):
-            result = evaluate(
+        def score() -> dict[str, Any]:
+            return evaluate(
                 model,
                 tok,
                 setup.task.eval[: cfg.eval_examples],
@@ -90,8 +91,22 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
                 device=setup.device,
                 progress=progress,
             )
+
+        with recording.phase("eval", step):
+            result = _evaluate_untrained(setup, score) if step == 0 else score()
         writer.add(
             "metrics", [{"step": step, "split": "eval", "name": "accuracy", "value": result["accuracy"]}]
+        )
+        labels = [e.label for e in setup.task.eval[: cfg.eval_examples]]
+        writer.add(
+            "predictions",
+            {
+                "step": step,
+                "example": list(range(len(labels))),
+                "label": labels,
+                "predicted": result["predictions"],
+                "correct": [p == y for p, y in zip(result["predictions"], labels, strict=True)],
+            },
         )
         scored[step] = result
         return result["accuracy"]
@@ -176,6 +191,24 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
     }
     summary.update(recorded)
     return summary
+
+
+# Evaluations of untrained models: every run of a sweep or study on the same model, data, seed and
+# kernel scores the same untrained model before training, so a process scores it once (the result is
+# the same to the bit; the run records it like any other).
+_UNTRAINED: dict[str, dict[str, Any]] = {}
+
+
+def _evaluate_untrained(setup: Setup, score: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`score()` of the untrained model, remembered per (input hashes, evaluation settings)."""
+    t = setup.config.train
+    settings = (t.eval_examples, t.max_length, t.eval_batch_size, t.attn, t.dtype, str(setup.device))
+    key = json.dumps([setup.inputs, settings], sort_keys=True)
+    if key not in _UNTRAINED:
+        if len(_UNTRAINED) >= 8:
+            _UNTRAINED.pop(next(iter(_UNTRAINED)))
+        _UNTRAINED[key] = score()
+    return _UNTRAINED[key]
 
 
 def _interval(result: dict[str, Any] | None) -> list[float] | None:

@@ -127,6 +127,16 @@ TABLES: dict[str, pa.Schema] = {
     ),
     # row selection (SPSFT): one row per output row of a target matrix
     "rows": pa.schema([STEP, LAYER, MODULE, _req("row", pa.int64()), SCORE, SELECTED]),
+    # per-example scoring of each evaluation: paired tests of two runs scored on the same examples
+    "predictions": pa.schema(
+        [
+            STEP,
+            _req("example", pa.int64()),  # index in the run's eval split
+            _req("label", pa.int64()),  # the gold candidate
+            _req("predicted", pa.int64()),  # the candidate with the highest answer log-likelihood
+            _req("correct", pa.bool_()),
+        ]
+    ),
     # wall time of phases ("forward", "backward", "optimizer", "step", "warmup" ...)
     "timing": pa.schema([STEP, _req("phase", pa.string()), _req("seconds", pa.float64())]),
     # memory sweeps over sequence length x batch size; bytes is null where the point ran out of memory

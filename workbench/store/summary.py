@@ -8,6 +8,7 @@ the app's Runs table and trade-off figures, `workbench ls`, the sweep summary an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -55,6 +56,8 @@ COLUMNS = [
     "setup",
     "variant",
     "status",
+    "seed",
+    "setting",
     "accuracy",
     "accuracy_low",
     "accuracy_high",
@@ -123,6 +126,17 @@ def _interval_ends(interval: Any) -> dict[str, float | None]:
     return {"accuracy_low": _number(ends[0]), "accuracy_high": _number(ends[1])}
 
 
+def setting_key(config: dict[str, Any]) -> str:
+    """A short hash of what a run computes except its seed (the config without name, runs dir and
+    train.seed): the runs of one configuration over several seeds share it."""
+    kept = {k: v for k, v in config.items() if k not in ("name", "runs_dir")}
+    train = kept.get("train")
+    if isinstance(train, dict):
+        kept["train"] = {k: v for k, v in train.items() if k != "seed"}
+    text = json.dumps(kept, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+
+
 def _task_name(task: Any) -> Any:
     """A local task file reads as its file name (the full path is in the run's config)."""
     return task.replace("\\", "/").rsplit("/", 1)[-1] if isinstance(task, str) and "/" in task else task
@@ -151,6 +165,8 @@ def run_record(run: Any) -> dict[str, Any]:
         "setup": setup_label(attn, checkpointing),
         "variant": variant_label(method, attn, checkpointing),
         "status": run.status,
+        "seed": _number(train.get("seed", 0)),
+        "setting": setting_key(config),
         "accuracy": _number(summary.get("accuracy_after")),
         **_interval_ends(summary.get("accuracy_after_ci")),
         "accuracy_before": _number(summary.get("accuracy_before")),
@@ -186,7 +202,7 @@ def runs_frame(runs: Sequence[Any]) -> pd.DataFrame:
     import pandas as pd  # here: listing runs (`workbench ls`) needs no pandas
 
     frame = pd.DataFrame.from_records(run_records(runs), columns=COLUMNS)
-    numeric = ("accuracy", "accuracy_low", "accuracy_high", "accuracy_before", "step_seconds")
+    numeric = ("seed", "accuracy", "accuracy_low", "accuracy_high", "accuracy_before", "step_seconds")
     for column in (*numeric, "trainable_parameters", "steps"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     for source in MEMORY_SOURCES:
