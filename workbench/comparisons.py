@@ -174,21 +174,37 @@ def ratio_bars(table: pd.DataFrame, column: str = "step_time", baseline: str = B
 
 
 def accuracy_vs_trainable(frame: pd.DataFrame) -> Figure:
-    """Accuracy after training vs trainable parameters, one line per method (SMT Table 3 / Fig. 9: LoRA
-    plateaus while SMT keeps improving as the budget grows). `frame` is a `runs_frame`; with a
-    `total_parameters` column the x axis is the percentage of the model, else the count."""
+    """Accuracy after training (%) vs trainable parameters, one line per method (SMT Table 3 / Fig. 9:
+    LoRA plateaus while SMT keeps improving as the budget grows); the runs of one method and size
+    (seeds) are one point at their mean with its 95% interval as an error bar. `frame` is a
+    `runs_frame`; with a `total_parameters` column the x axis is the percentage of the model, else the
+    count."""
+    from workbench.stats import mean_interval
+
     title = "Accuracy vs trainable parameters"
-    data = frame[["name", "method", "key_options", "trainable_parameters", "accuracy"]].copy()
+    runs = frame[["name", "method", "key_options", "trainable_parameters", "accuracy"]].copy()
     if "total_parameters" in frame:
-        data["x"] = 100 * frame["trainable_parameters"] / frame["total_parameters"]
+        runs["x"] = 100 * frame["trainable_parameters"] / frame["total_parameters"]
         xlabel = "trainable parameters (% of the model)"
     else:
-        data["x"] = frame["trainable_parameters"]
+        runs["x"] = frame["trainable_parameters"]
         xlabel = "trainable parameters"
-    data = data.dropna(subset=["accuracy", "x"]).sort_values(["method", "x"])
-    data["x"] = [float(f"{x:.3g}") for x in data["x"]]  # readable ticks: 0.593, not 0.593252
-    if data.empty:
+    runs = runs.dropna(subset=["accuracy", "x"])
+    runs["x"] = [float(f"{x:.3g}") for x in runs["x"]]  # readable ticks: 0.593, not 0.593252
+    if runs.empty:
         return empty_figure("accuracy_vs_trainable", title, "no run with accuracy and trainable parameters")
+    rows = []  # one point per method and size: the mean over its runs (seeds) with a 95% interval
+    for (method, x), group in runs.groupby(["method", "x"], sort=True):
+        mean, half = mean_interval(group["accuracy"].to_numpy(dtype=float))
+        half = 0.0 if math.isnan(half) else half
+        first = group.iloc[0]
+        name = str(first["name"]).split(" seed=")[0]
+        rows.append(
+            {"name": name, "method": method, "key_options": first["key_options"], "x": x, "seeds": len(group),
+             "trainable_parameters": first["trainable_parameters"], "accuracy": 100 * mean,
+             "low": 100 * (mean - half), "high": 100 * (mean + half)}
+        )  # fmt: skip
+    data = pd.DataFrame(rows)
     spec = LinesSpec(
         x="x",
         y="accuracy",
@@ -197,7 +213,9 @@ def accuracy_vs_trainable(frame: pd.DataFrame) -> Figure:
         markers=True,
         log_x=True,
         xlabel=xlabel,
-        ylabel="accuracy",
-        hover=("name", "method", "key_options", "trainable_parameters", "accuracy"),
+        ylabel="accuracy (%), 95% interval over seeds",
+        hover=("name", "method", "key_options", "trainable_parameters", "seeds", "accuracy", "low", "high"),
+        err_low="low",
+        err_high="high",
     )
     return Figure("accuracy_vs_trainable", title, data.reset_index(drop=True), spec)

@@ -178,3 +178,24 @@ def test_curves_and_empty_figures(synthetic_runs) -> None:
     assert {"forward", "backward", "optimizer", "eval"} == set(timing.data["phase"])
     empty = wf.memory_sweep(pd.DataFrame(columns=["method", "length", "batch_size", "status"]))
     assert empty.empty and empty.plotly().layout.annotations[0].text == "no memory sweep recorded"
+
+
+def test_tradeoff_shows_the_seeds_of_a_configuration_as_one_point_with_its_interval(synthetic_runs) -> None:
+    frame = wf.runs_frame(synthetic_runs)
+    again = frame.assign(id=frame["id"] + "-s1", seed=1.0, accuracy=frame["accuracy"] + 0.02)
+    both = pd.concat([frame, again], ignore_index=True)
+    fig = wf.tradeoff(both, "saved_activations")
+    assert len(fig.data) == len(frame) and set(fig.data["seeds"]) == {2}
+    lora = fig.data.set_index("method").loc["lora"]
+    mean = 100 * (frame["accuracy"].iloc[0] + 0.01)  # in %, the mean of the two seeds
+    assert lora["accuracy"] == pytest.approx(mean)
+    half = 12.7062 * (100 * 0.02 / 2**0.5) / 2**0.5  # Student-t, 1 degree of freedom
+    assert lora["accuracy_high"] - lora["accuracy"] == pytest.approx(half, rel=1e-4)
+    assert fig.spec.err_low == "accuracy_low" and "%" in fig.spec.ylabel
+    assert list(fig.data["pareto"]) == list(wf.pareto_front(fig.data, "x", "accuracy"))  # on the means
+    traces = [t for t in fig.plotly().data if t.name != "Pareto frontier"]
+    assert all(t.error_y.array is not None for t in traces)
+    fig.matplotlib()
+    one = frame.assign(accuracy_low=frame["accuracy"] - 0.05, accuracy_high=frame["accuracy"] + 0.04)
+    single = wf.tradeoff(one, "saved_activations").data.set_index("method").loc["lora"]
+    assert single["accuracy_low"] == pytest.approx(100 * one["accuracy_low"].iloc[0])  # Wilson, one run

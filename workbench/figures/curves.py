@@ -18,25 +18,35 @@ def _with_run(df: pd.DataFrame) -> pd.DataFrame:
 def metric_curves(
     metrics: pd.DataFrame, name: str = "loss", split: str | None = None, *, max_points: int | None = 400
 ) -> Figure:
-    """One metric (loss, accuracy, lr ...) over steps, one line per run."""
+    """One metric (loss, accuracy, lr ...) over steps, one line per run. Accuracy is drawn in % with
+    each evaluation's 95% Wilson interval as an error bar (the `accuracy_low` / `accuracy_high` rows
+    the training loop records beside it)."""
     title = f"{name} over steps"
     df = _with_run(metrics)
-    df = df[df["name"] == name]
     if split is not None:
         df = df[df["split"] == split]
-    if df.empty:
+    if df[df["name"] == name].empty:
         return empty_figure("metric_curves", title, f"no {name} recorded")
-    data = df.groupby(["run", "step"])["value"].mean().reset_index()
-    data, thinned = downsample(data, "step", "value", ["run"], max_points=max_points)
+    names = [name, f"{name}_low", f"{name}_high"] if name == "accuracy" else [name]
+    wide = df[df["name"].isin(names)].pivot_table(index=["run", "step"], columns="name", values="value")
+    data = wide.reset_index().rename(columns={name: "value"}).dropna(subset=["value"])
+    data.columns.name = None
+    values = [c for c in data if c not in ("run", "step")]
+    data, thinned = downsample(data, "step", values, ["run"], max_points=max_points)
+    bars = name == "accuracy" and {"accuracy_low", "accuracy_high"} <= set(data)
+    if name == "accuracy":
+        data[[c for c in data if c in names or c == "value"]] *= 100
     spec = LinesSpec(
         x="step",
         y="value",
         color="run",
         markers=data["step"].nunique() <= 30,
         xlabel="step",
-        ylabel=name,
+        ylabel="accuracy (%)" if name == "accuracy" else name,
         hover=("run", "step", "value"),
         legend=data["run"].nunique() > 1,
+        err_low="accuracy_low" if bars else None,
+        err_high="accuracy_high" if bars else None,
     )
     note = f"steps averaged into {max_points} buckets" if thinned else ""
     return Figure("metric_curves", title, data, spec, note)

@@ -75,6 +75,12 @@ def _legend(out: MplFigure, axes: np.ndarray) -> None:
         )
 
 
+def _yerr(s: GroupSpec, data: pd.DataFrame) -> np.ndarray | None:
+    """matplotlib's yerr (2 x n: below, above) of `data`'s rows (None without error bars)."""
+    bars = s.error_bars(data)
+    return None if bars is None else np.vstack([bars[0].to_numpy(float), bars[1].to_numpy(float)])
+
+
 def _lines(fig: Figure, s: LinesSpec, ax: Axes, part: pd.DataFrame) -> None:
     palette = colors(s, fig.data)
     dash_values = ordered(fig.data[s.dash]) if s.dash else [None]
@@ -82,12 +88,15 @@ def _lines(fig: Figure, s: LinesSpec, ax: Axes, part: pd.DataFrame) -> None:
     for color_value, group in groups(s, fig.data, part, s.color):
         for dash_value, sub in groups(s, fig.data, group, s.dash):
             ok = sub[~sub[s.flag]] if s.flag else sub
-            ax.plot(
+            ax.errorbar(
                 ok[s.x],
                 ok[s.y],
+                yerr=_yerr(s, ok),
                 color=palette.get(color_value),
                 linestyle=DASHES[dash_values.index(dash_value) % len(DASHES)],
                 marker="o" if s.markers else None,
+                capsize=1.5,
+                elinewidth=0.5,
                 label="_" if s.dash else str(color_value if color_value is not None else s.y),
             )
             bad = sub[sub[s.flag]] if s.flag else sub.iloc[:0]
@@ -147,9 +156,7 @@ def _bars(fig: Figure, s: BarsSpec, ax: Axes, part: pd.DataFrame) -> None:
         heights = group[s.y].to_numpy(dtype=float)
         offset = 0.0 if s.stacked else (k - (len(bar_groups) - 1) / 2) * width
         base = bottom[pos.astype(int)] if s.stacked else 0.0
-        yerr = None
-        if s.err_low and s.err_high:
-            yerr = np.vstack([heights - group[s.err_low], group[s.err_high] - heights])
+        yerr = _yerr(s, group)
         ax.bar(
             pos + offset,
             heights,
@@ -241,6 +248,12 @@ def _scatter(fig: Figure, s: ScatterSpec, ax: Axes, part: pd.DataFrame) -> None:
     shapes = symbols(s.symbol, fig.data)
     for color_value, group in groups(s, fig.data, part, s.color):
         for symbol_value, sub in groups(s, fig.data, group, s.symbol):
+            yerr = _yerr(s, sub)
+            if yerr is not None:  # the bars under the points
+                ax.errorbar(
+                    sub[s.x], sub[s.y], yerr=yerr, fmt="none", ecolor=palette.get(color_value),
+                    elinewidth=0.5, capsize=1.5, zorder=2,
+                )  # fmt: skip
             ax.scatter(
                 sub[s.x],
                 sub[s.y],

@@ -97,6 +97,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _error_y(s: GroupSpec, data: pd.DataFrame) -> dict[str, Any] | None:
+    """plotly's error_y of `data`'s rows (None without error bars)."""
+    bars = s.error_bars(data)
+    if bars is None:
+        return None
+    minus, plus = bars
+    return dict(type="data", symmetric=False, array=plus, arrayminus=minus, thickness=1, width=3)
+
+
 def _lines(fig: Figure, s: LinesSpec, out: go.Figure) -> None:
     palette, dashes = colors(s, fig.data), ["solid", "dash", "dot", "dashdot", "longdash"]
     dash_values = ordered(fig.data[s.dash]) if s.dash else [None]
@@ -119,6 +128,7 @@ def _lines(fig: Figure, s: LinesSpec, out: go.Figure) -> None:
                             color=palette.get(color_value),
                             dash=dashes[dash_values.index(dash_value) % len(dashes)],
                         ),
+                        error_y=_error_y(s, ok),
                         hovertext=_hover(ok, s.hover),
                     ),
                     row=r,
@@ -152,15 +162,7 @@ def _bars(fig: Figure, s: BarsSpec, out: go.Figure) -> None:
     for _, part, r, c in panels(fig):
         for color_value, group in groups(s, fig.data, part, s.color):
             name = str(color_value) if color_value is not None else s.y
-            error = None
-            if s.err_low and s.err_high:
-                error = dict(
-                    type="data",
-                    symmetric=False,
-                    array=group[s.err_high] - group[s.y],
-                    arrayminus=group[s.y] - group[s.err_low],
-                    thickness=1,
-                )
+            error = _error_y(s, group)
             out.add_trace(
                 go.Bar(
                     x=group[s.x],
@@ -253,6 +255,7 @@ def _scatter(fig: Figure, s: ScatterSpec, out: go.Figure) -> None:
                             color=palette.get(color_value),
                             line=dict(width=1, color="white"),
                         ),
+                        error_y=_error_y(s, sub),
                         customdata=sub[s.id] if s.id else None,
                         hovertext=_hover(sub, s.hover),
                         hoverinfo="text",

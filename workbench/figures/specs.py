@@ -1,9 +1,10 @@
 """One frozen, typed spec per chart shape: which columns of a figure's tidy data go where, and how.
 
-    LinesSpec    x, y per colour group (optional dash group), facets, OOM-style flagged points
+    LinesSpec    x, y per colour group (optional dash group), facets, OOM-style flagged points, error bars
     BarsSpec     x, y per colour group, stacked or grouped, optional error bars, facets
     HeatmapSpec  long (x, y, z) cells per facet, optional marked cells, token text or group ticks on x
-    ScatterSpec  points per colour group with a frontier line (trade-off plots), run ids for selection
+    ScatterSpec  points per colour group with a frontier line (trade-off plots), run ids for selection,
+                 error bars (e.g. an accuracy's interval over seeds)
     BoxSpec      precomputed quartiles per x and colour group (distributions of many values)
 
     spec = LinesSpec(x="step", y="value", color="run", ylabel="loss")
@@ -16,7 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +61,22 @@ class GroupSpec(PanelSpec):
     share_y: bool = True  # panels share the y axis
     log_x: bool = False  # logarithmic x axis
     log_y: bool = False  # logarithmic y axis
+    err_low: str | None = None  # column of the y error bar's lower end (with err_high): lines, bars, points
+    err_high: str | None = None  # column of the y error bar's upper end (with err_low)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.err_low is None) != (self.err_high is None):
+            raise ValueError("error bars need both err_low and err_high")
+
+    def error_bars(self, data: pd.DataFrame) -> tuple[pd.Series, pd.Series] | None:
+        """(minus, plus) lengths of the y error bars of `data`'s rows (0 where an end is missing), or
+        None without error bars."""
+        if self.err_low is None or self.err_high is None:
+            return None
+        minus = (data[self.y] - data[self.err_low]).fillna(0.0)
+        plus = (data[self.err_high] - data[self.y]).fillna(0.0)
+        return minus, plus
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,15 +93,8 @@ class BarsSpec(GroupSpec):
     """Bars per x and colour group, stacked or side by side, with optional error bars."""
 
     stacked: bool = True  # colour groups stacked (else side by side)
-    err_low: str | None = None  # column of the error bar's lower end (with err_high)
-    err_high: str | None = None  # column of the error bar's upper end (with err_low)
     x_order: tuple[Any, ...] = ()  # these x categories first, in this order
     x_categorical: bool = False  # plotly: x as categories in x_order, not numbers
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if (self.err_low is None) != (self.err_high is None):
-            raise ValueError("error bars need both err_low and err_high")
 
 
 @dataclass(frozen=True, kw_only=True)

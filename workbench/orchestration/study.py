@@ -398,9 +398,9 @@ def study_markdown(result: StudyResult, *, command: str | None = None) -> str:
         f"last column is the exact McNemar test against {BASELINE}, seeds paired on the same examples "
         f"(examples only this configuration / only {BASELINE} got right). Memory is logical (exact "
         "tensor bytes; seeds differ only through their batches' padded lengths): saved activations "
-        "packed in the forward at the peak step; their live peak over forward and backward (recomputation included: the honest figure "
-        "under gradient checkpointing); and the total of parameters, gradients, optimizer state and "
-        f"that live peak. {timing}",
+        "packed in the forward at the peak step; their live peak over forward and backward "
+        "(recomputation included: the honest figure under gradient checkpointing); and the total of "
+        f"parameters, gradients, optimizer state and that live peak. {timing}",
         "",
         markdown_table(result.table),
         "",

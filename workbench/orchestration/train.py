@@ -94,8 +94,17 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
 
         with recording.phase("eval", step):
             result = _evaluate_untrained(setup, score) if step == 0 else score()
+        interval = _interval(result) or [math.nan, math.nan]
         writer.add(
-            "metrics", [{"step": step, "split": "eval", "name": "accuracy", "value": result["accuracy"]}]
+            "metrics",
+            [
+                {"step": step, "split": "eval", "name": name, "value": value}
+                for name, value in zip(
+                    ("accuracy", "accuracy_low", "accuracy_high"),
+                    [result["accuracy"], *interval],
+                    strict=True,
+                )
+            ],
         )
         labels = [e.label for e in setup.task.eval[: cfg.eval_examples]]
         writer.add(
