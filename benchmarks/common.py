@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import gc
 import json
 import os
@@ -68,6 +69,7 @@ from workbench.lm import answer_loss
 from workbench.memory import static_bytes, track_saved_tensors
 from workbench.models import LoadedModel, load_model
 from workbench.orchestration.assembly import prepare_method, setup_run
+from workbench.orchestration.timing_pass import interleaved_rounds, torch_threads
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_MODEL = "smollm2-135m"
@@ -140,16 +142,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
-@contextlib.contextmanager
-def limited_threads(threads: int | None) -> Iterator[None]:
+def limited_threads(threads: int | None) -> contextlib.AbstractContextManager[None]:
     """torch's CPU thread count set to `threads` (None: unchanged) inside the block, restored after."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return torch_threads(threads) if threads else contextlib.nullcontext()
 
 
 # ---- methods ---------------------------------------------------------------------------------------------
@@ -410,23 +405,14 @@ def train_step(p: Prepared, batch: Batch, *, measure: bool = False) -> Memory | 
 def time_steps(
     prepared: Sequence[Prepared], batch: Batch, repeats: int
 ) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
-    """Wall and CPU seconds of one training step per method, `repeats` interleaved rounds of {label: s}.
+    """Wall and CPU seconds of one training step per method, `repeats` interleaved rounds of {label: s}
+    (`workbench.orchestration.timing_pass.interleaved_rounds`: the study's timing pass does the same).
 
-    Round r starts with method r (mod count), so no method always runs first (or right after another).
     CPU seconds (`time.process_time`, all threads of this process) do not count the time other
     processes hold the cores, so on a shared machine their ratios are the steadier of the two.
     """
-    wall, cpu = [], []
-    for r in range(repeats):
-        wall.append({})
-        cpu.append({})
-        for i in range(len(prepared)):
-            p = prepared[(r + i) % len(prepared)]
-            start, start_cpu = time.perf_counter(), time.process_time()
-            train_step(p, batch)
-            wall[-1][p.spec.label] = time.perf_counter() - start
-            cpu[-1][p.spec.label] = time.process_time() - start_cpu
-    return wall, cpu
+    steps = {p.spec.label: functools.partial(train_step, p, batch) for p in prepared}
+    return interleaved_rounds(steps, repeats)
 
 
 def measure(

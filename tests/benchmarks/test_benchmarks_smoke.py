@@ -149,3 +149,13 @@ def test_gpu_check_runs_every_method_on_the_cpu_and_says_so_without_cuda(tmp_pat
         assert row["rss_bytes"] > 0  # the run's own peak RSS
     assert rows["lora + checkpointing"]["saved_peak_bytes"] < rows["lora"]["saved_peak_bytes"]
     assert Path(result["path"]).name == "gpu_check-smoke.json"
+
+
+def test_timing_stability(tmp_path, tiny_task):
+    from benchmarks import timing_stability
+
+    result = timing_stability.main(["--smoke", "--task", tiny_task, "--hogs", "1", "--out", str(tmp_path)])
+    assert Path(result["path"]).name == "timing_stability-smoke.json"
+    quiet = result["ratios"]["quiet"]["wall"]
+    assert quiet["lora"] == 1.0 and set(quiet) == set(result["change_under_load"])
+    assert len(result["passes"]["loaded"]["wall"]) == 2 and result["largest_change"] >= 0

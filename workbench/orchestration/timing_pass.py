@@ -167,7 +167,7 @@ def run_timing_pass(
         environment=environment_info(resolve_device(first.train.device)),
     )  # fmt: skip
     with writer, torch_threads(threads):
-        steps = _prepared_steps(configs, baseline, progress)
+        steps = prepared_steps(configs, baseline, progress)
         for step in steps.values():  # one untimed step each: first-call costs (allocation, caches)
             step()
         wall, cpu = interleaved_rounds(steps, rounds)
@@ -180,7 +180,7 @@ def run_timing_pass(
     return result
 
 
-def _prepared_steps(
+def prepared_steps(
     configs: Mapping[str, RunConfig], baseline: str, progress: bool
 ) -> dict[str, Callable[[], None]]:
     """label -> one training step of that configuration on the baseline's first training batch."""
