@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from workbench.stats import mcnemar_p, wilson_interval
+from workbench.stats import mcnemar_p, mean_interval, t_quantile_975, wilson_interval
 
 
 def test_wilson_interval_on_hand_made_counts():
@@ -37,3 +37,22 @@ def test_mcnemar_on_hand_made_pairs():
     assert not math.isnan(mcnemar_p(40, 25)) and mcnemar_p(40, 25) > 0.05  # 40 vs 25: not significant
     with pytest.raises(ValueError):
         mcnemar_p(-1, 2)
+
+
+def test_mean_interval_over_seeds_on_hand_made_values():
+    # 0.84, 0.80, 0.83: mean 0.82333, sd 0.020817, t(0.975, 2) = 4.3027 -> half 4.3027 * 0.020817 / sqrt 3
+    mean, half = mean_interval([0.84, 0.80, 0.83])
+    assert mean == pytest.approx(0.823333, abs=1e-6) and half == pytest.approx(0.051712, abs=1e-5)
+    assert mean_interval([5.0, 5.0]) == (5.0, 0.0)
+    one = mean_interval([0.7])
+    assert one[0] == 0.7 and math.isnan(one[1])  # one seed says nothing about the spread
+    assert mean_interval([0.5, math.nan, 0.7])[0] == pytest.approx(0.6)
+    assert all(math.isnan(v) for v in mean_interval([]))
+
+
+def test_t_quantiles():
+    assert t_quantile_975(1) == 12.7062 and t_quantile_975(30) == 2.0423
+    assert t_quantile_975(60) == pytest.approx(2.0003, abs=2e-4)  # tables: 2.0003
+    assert t_quantile_975(10**6) == pytest.approx(1.95996, abs=1e-4)
+    with pytest.raises(ValueError):
+        t_quantile_975(0)

@@ -48,6 +48,11 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float]:
     return mean, t_quantile_975(len(kept) - 1) * math.sqrt(variance / len(kept))
 
 
+# Below this many scored examples even the best 95% interval of an accuracy spans more than 60 points
+# (Wilson at one half: 66 points at 5 examples, 59.5 at 7): too wide to compare anything with.
+MIN_INTERVAL_EXAMPLES = 7
+
+
 def wilson_interval(correct: int, n: int, z: float = Z_95) -> tuple[float, float]:
     """The Wilson score interval (low, high) of the proportion `correct` / `n` (95% by default)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:

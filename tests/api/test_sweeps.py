@@ -166,3 +166,15 @@ def test_a_point_reruns_when_its_data_file_content_changes(tmp_path):
     inputs = [r.environment["inputs"] for r in (first.runs[0], again.runs[0])]
     assert inputs[0]["task_sha256"] != inputs[1]["task_sha256"]
     assert inputs[0]["model_sha256"] == inputs[1]["model_sha256"]
+
+
+def test_a_sweep_over_seeds_prints_their_means(tiny_task, tmp_path):
+    from workbench.orchestration.sweeps import format_summary
+
+    result = run_grid({**grid(tiny_task), "methods": ["lora"], "seeds": [0, 1]}, tmp_path, progress=False)
+    text = format_summary(result)
+    assert "means over seeds (± 95% half-width):" in text
+    line = text.split("means over seeds")[1].splitlines()[2]
+    assert (
+        line.split()[:2] == ["g-lora", "2"] and line.count("±") >= 2
+    )  # two seeds, an interval on each figure

@@ -245,3 +245,10 @@ def test_app_code_never_loads_training_code() -> None:
         [sys.executable, "-c", "import json\n" + code], capture_output=True, text=True, check=True
     )
     assert json.loads(out.stdout) == []
+
+
+def test_every_memory_source_is_explained_on_the_tradeoffs_page() -> None:
+    from workbench.app.pages.tradeoffs import SOURCE_MEANING
+    from workbench.store.summary import MEMORY_SOURCES
+
+    assert set(SOURCE_MEANING) == set(MEMORY_SOURCES)

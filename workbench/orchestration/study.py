@@ -27,6 +27,7 @@ from workbench.errors import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from workbench.config import RunConfig
     from workbench.orchestration.sweeps import Grid, MethodEntry, Point, SweepResult
     from workbench.orchestration.timing_pass import TimingPass
     from workbench.store import RunReader
@@ -224,12 +225,29 @@ def run_study(
     threads = DEFAULT_THREADS if timing_threads is None else timing_threads
     check_pass_settings(rounds, threads)
     points = study_points(size, model=model, task=task, seeds=seeds)  # every bad input fails here
+    check_eval_size(points[0].resolved)
     runs_dir = str(runs_dir or default_runs_dir(size))
     result = run_points(points, runs_dir, progress=progress, rerun=rerun)
     timed = None
     if timing and not result.failed:
         timed = study_timing(points, runs_dir, rounds=rounds, threads=threads, rerun=rerun, progress=progress)
     return StudyResult(size, runs_dir, result, study_table(result.runs, timed), timed)
+
+
+def check_eval_size(config: RunConfig) -> None:
+    """One ConfigError when a run of `config` would score too few held-out examples for its accuracy's
+    interval to mean anything (`workbench.stats.MIN_INTERVAL_EXAMPLES`), saying how many it has."""
+    from workbench.data import load_task
+    from workbench.stats import MIN_INTERVAL_EXAMPLES
+
+    available = len(load_task(config.task, seed=config.train.seed).eval)
+    scored = min(config.train.eval_examples, available)
+    if scored < MIN_INTERVAL_EXAMPLES:
+        raise ConfigError(
+            f"the study would score {scored} held-out example(s) per run (train.eval_examples="
+            f"{config.train.eval_examples}, {available} in the task's eval split): a 95% interval on fewer "
+            f"than {MIN_INTERVAL_EXAMPLES} spans more than 60 points; use a larger eval set"
+        )
 
 
 def study_timing(

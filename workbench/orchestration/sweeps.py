@@ -530,4 +530,41 @@ def format_summary(result: SweepResult) -> str:
             lines.append(f"failed: {r['point']}: {r['error']}")
     counts = {a: sum(o.action == a for o in result.outcomes) for a in ("ran", "reused", "failed")}
     lines.append(", ".join(f"{n} {a}" for a, n in counts.items()))
+    seeds = format_seed_means(result)
+    return "\n".join(lines + ([""] + [seeds] if seeds else []))
+
+
+def format_seed_means(result: SweepResult) -> str:
+    """Where points differ only in their seed: one line per configuration with the mean ± 95% Student-t
+    half-width over its completed seeds (accuracy in %, saved activations and total logical memory in
+    MiB, step seconds); "" when no configuration ran more than one seed."""
+    from workbench.comparisons import aggregate_seeds, ratio_table
+    from workbench.store.summary import runs_frame
+
+    runs = [o.run for o in result.outcomes if o.run is not None]
+    if not runs:
+        return ""
+    table = aggregate_seeds(ratio_table(runs_frame(list({r.id: r for r in runs}.values()))))
+    if table.empty or table["seeds"].max() < 2:
+        return ""
+
+    def cell(mean: float, half: float, scale: float, spec: str) -> str:
+        if math.isnan(mean):
+            return "-"
+        text = format(mean * scale, spec)
+        return text if math.isnan(half) else f"{text} ± {format(half * scale, spec)}"
+
+    width = max(len(str(x).split(" seed=")[0]) for x in table["label"])
+    lines = [
+        f"means over seeds (± 95% half-width):\n{'configuration':<{width}}  {'seeds':>5}  {'acc%':>11}  "
+        f"{'saved act. MiB':>16}  {'total MiB':>16}  {'step s':>13}"
+    ]
+    for _, r in table.iterrows():
+        lines.append(
+            f"{str(r['label']).split(' seed=')[0]:<{width}}  {r['seeds']:>5}  "
+            f"{cell(r['accuracy'], r['accuracy_pm'], 100, '.1f'):>11}  "
+            f"{cell(r['saved_activations'], r['saved_activations_pm'], 2**-20, ',.1f'):>16}  "
+            f"{cell(r['total_logical'], r['total_logical_pm'], 2**-20, ',.1f'):>16}  "
+            f"{cell(r['step_time'], r['step_time_pm'], 1, '.3f'):>13}"
+        )
     return "\n".join(lines)

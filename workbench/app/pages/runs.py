@@ -19,6 +19,7 @@ SHOWN = {
     "name": st.column_config.TextColumn("name"),
     "status": st.column_config.TextColumn("status"),
     "method": st.column_config.TextColumn("method"),
+    "seed": st.column_config.NumberColumn("seed", format="%d"),
     "key_options": st.column_config.TextColumn("key options"),
     "setup": st.column_config.TextColumn("attention, checkpointing"),
     "accuracy": st.column_config.NumberColumn("accuracy", format="percent"),

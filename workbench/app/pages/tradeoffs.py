@@ -13,6 +13,14 @@ from workbench.figures import tradeoff
 from workbench.store.summary import MEMORY_SOURCES
 
 SOURCE_KEY = "memory_source"
+SOURCE_MEANING = {
+    "saved_activations": "bytes autograd saved for backward in the forward of the peak step (exact)",
+    "saved_peak": "the live peak of those bytes over forward and backward, recomputation included (exact)",
+    "total_logical": "parameters + gradients + optimizer state + the saved live peak (exact tensor bytes)",
+    "allocator": "the CUDA allocator's peak of allocated bytes in a recorded step (GPU runs only)",
+    "device": "GPU memory used by every process on the device, read by NVML (GPU runs only)",
+    "rss": "this run's peak resident memory of the process in a recorded step, weights and Python included",
+}
 CHART_KEYS = ("tradeoff_memory", "tradeoff_time")
 
 
@@ -57,17 +65,29 @@ def render() -> None:
         key=SOURCE_KEY,
         default="total_logical",
         format_func=lambda s: MEMORY_SOURCES[s][0],
-        help="saved activations and total logical are exact tensor bytes (any device); the GPU "
-        "allocator peak and the device numbers are measured (device = NVML on GPU, peak RSS on CPU).",
+        help="saved activations, their live peak and total logical are exact tensor bytes (any "
+        "device); the GPU allocator peak and the GPU device figure (NVML, the whole GPU) are measured "
+        "on a GPU only; process peak RSS is this run's own peak resident memory (reset when the run's "
+        "steps begin; it includes the model's weights and the Python process).",
     )
     labels = st.toggle("Label points with run names", key="tradeoff_labels")
-    st.caption("Hover a point for the run's options; select a point to open its run.")
+    st.caption(f"x: {SOURCE_MEANING[source or 'total_logical']}")
+    st.caption(
+        "One point per configuration: the runs of its seeds at their mean, the bar the accuracy's 95% "
+        "interval (over seeds; a single run: its Wilson interval on the held-out examples). The "
+        "frontier joins the means. Hover for options and seeds; select a point to open its first run."
+    )
     show_figure(
         tradeoff(ctx.visible, source or "total_logical", labels=labels),
         CHART_KEYS[0],
         on_select=_open_selected(CHART_KEYS[0]),
     )
     st.subheader("Step time vs accuracy")
+    st.caption(
+        "Median step time of each training run, timed one run after another: on a shared machine "
+        "compare the study's interleaved timing pass (`workbench study`, its table and its "
+        "timing-pass run) instead."
+    )
     show_figure(
         tradeoff(ctx.visible, "step_time", labels=labels),
         CHART_KEYS[1],
