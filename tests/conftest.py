@@ -19,6 +19,12 @@ def write_tiny_task(path: Path, n: int = 64) -> Path:
 
 
 @pytest.fixture(scope="session")
+def make_task():
+    """`write_tiny_task` for tests that need a task file of their own (one they change, or a small one)."""
+    return write_tiny_task
+
+
+@pytest.fixture(scope="session")
 def tiny_task(tmp_path_factory) -> str:
     return str(write_tiny_task(tmp_path_factory.mktemp("task") / "colours.jsonl"))
 

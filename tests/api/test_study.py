@@ -141,10 +141,8 @@ def test_comparison_figures_render(smoke_study, tiny_task, tmp_path):
         assert all(p.stat().st_size > 0 for p in paths)
 
 
-def test_an_eval_set_too_small_for_an_interval_is_one_clear_error(tmp_path):
-    from conftest import write_tiny_task
-
-    task = write_tiny_task(tmp_path / "small.jsonl", n=20)  # 4 held-out examples
+def test_an_eval_set_too_small_for_an_interval_is_one_clear_error(tmp_path, make_task):
+    task = make_task(tmp_path / "small.jsonl", n=20)  # 4 held-out examples
     with pytest.raises(ConfigError, match="score 4 held-out example.*fewer than 7 spans more than 60 points"):
         study.run_study("smoke", tmp_path / "runs", task=str(task), progress=False)
     assert not (tmp_path / "runs").exists()

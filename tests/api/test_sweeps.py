@@ -149,10 +149,8 @@ def test_sweep_command_prints_a_summary_and_resumes(tiny_task, tmp_path, capsys)
     assert "0 ran, 2 reused, 0 failed" in capsys.readouterr().out
 
 
-def test_a_point_reruns_when_its_data_file_content_changes(tmp_path):
-    from conftest import write_tiny_task
-
-    task = write_tiny_task(tmp_path / "task.jsonl")
+def test_a_point_reruns_when_its_data_file_content_changes(tmp_path, make_task):
+    task = make_task(tmp_path / "task.jsonl")
     one = {**grid(str(task)), "methods": ["lora"]}
     first = run_grid(one, tmp_path / "runs", progress=False)
     assert [o.action for o in first.outcomes] == ["ran"]

@@ -61,6 +61,13 @@ SAMPLES: dict[str, dict[str, list[Any]]] = {
         "score": [2.5],
         "selected": [True],
     },
+    "predictions": {
+        "step": [0, 0],
+        "example": [0, 1],
+        "label": [1, 0],
+        "predicted": [1, 1],
+        "correct": [True, False],
+    },
     "timing": {"step": [0, 0], "phase": ["forward", "backward"], "seconds": [0.01, 0.02]},
     "sweep": {
         "method": ["lora", "full"],
