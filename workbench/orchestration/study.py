@@ -318,13 +318,18 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _value(column: str, value: Any) -> str:
+def _value(row: Any, column: str) -> str:
+    """The mean over seeds, "± half-width" where the seeds differ (memory moves with the batches'
+    padded lengths; an interleaved step time is the pass's median and has no spread over seeds)."""
+    value = row[column]
     if _missing(value):
         return "-"
+    half = math.nan if column == "step_time" and row["timing"] == "interleaved" else row[f"{column}_pm"]
+    spread = not _missing(half) and half > 5e-4 * abs(value)
     if column in ("saved_activations", "saved_peak", "total_logical"):
-        return f"{value / 2**20:,.1f} MiB"
+        return f"{value / 2**20:,.1f}" + (f" ± {half / 2**20:,.1f}" if spread else "") + " MiB"
     if column == "step_time":
-        return f"{value:.2f} s"
+        return f"{value:.2f}" + (f" ± {half:.2f}" if spread else "") + " s"
     return f"{int(value):,}"
 
 
@@ -370,7 +375,7 @@ def markdown_table(table: pd.DataFrame, baseline: str = BASELINE) -> str:
     for _, row in table.iterrows():
         cells = [str(row["method"]), str(row["key_options"] or "-"), str(row["setup"]), str(row["seeds"])]
         for column in RATIO_COLUMNS:
-            value = _accuracy(row) if column == "accuracy" else _value(column, row[column])
+            value = _accuracy(row) if column == "accuracy" else _value(row, column)
             cells.append(f"{value} ({_ratio(row, column, baseline)})")
         cells.append(_paired(row, baseline))
         if row["incomplete"]:
