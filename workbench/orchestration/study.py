@@ -59,7 +59,7 @@ STUDY_SIZES: dict[str, StudySize] = {
     ),
     # the default model on this 2-core CPU machine: ~1.5 s a step, ~30 s per 100 eval examples; 200 of
     # polarity's 800 held-out examples per run (a 95% interval of about +-5.5 points at 84%) and 3 seeds
-    # keep the study near 50 minutes (the evaluation before training is scored once per seed)
+    # keep the study near 45 minutes (the evaluation before training is scored once per seed)
     "default": StudySize(
         model="smollm2-135m",
         task="polarity",
@@ -76,7 +76,7 @@ STUDY_SIZES: dict[str, StudySize] = {
         },
         note=(
             "30 steps of batch 8, 200 eval examples before and after per run, 3 seeds per method, LoRA / "
-            "VeLoRA / SAGE / TokenTune at lr 5e-4, the others at their default lr: about 50 min on 2 "
+            "VeLoRA / SAGE / TokenTune at lr 5e-4, the others at their default lr: about 45 min on 2 "
             "quiet CPU cores"
         ),
     ),
