@@ -9,7 +9,9 @@ parameters; `--warmup-steps` gradient warm-up steps (default 10; the paper uses 
 measures cost, the selection only needs to be realistic). The warm-up is timed apart and is not part of
 the step time. Targets (issue 4): SMT's state bytes (trainable + gradients + AdamW state) <= LoRA's, step
 time <= 1.0x LoRA. Also: the allocation SMT picks (share of its blocks in Q, K, V, per layer and in all)
-and the warm-up's median |grad| of V relative to Q and K per layer (the paper's Fig. 3 and 5).
+and the warm-up's median |grad| of V relative to Q and K per layer (the paper's Fig. 3 and 5). SMT is
+also trained at 0.5%, 2% and 5% of the model's parameters (issue 16): what q, k and v save together
+against the bytes of the input they share (target: never more; they share one copy per column block).
 Writes benchmarks/results/smt_vs_lora.json.
 """
 
@@ -46,6 +48,7 @@ from workbench.methods.smt.scoring import (  # noqa: E402
 
 QKV = ("q_proj", "k_proj", "v_proj")
 SMALLER_BUDGETS = [0.005, 0.0084, 0.02]  # fractions of the model's parameters (the paper's range)
+MEASURED_BUDGETS = [0.005, 0.02, 0.05]  # SMT rows trained at these fractions too (issue 16: 0.5% to 5%)
 
 
 def matched_budget(
@@ -143,6 +146,18 @@ def allocation_at_budgets(p: Prepared, fractions: list[float]) -> list[dict[str,
     return out
 
 
+def qkv_saved(rows: list[dict[str, Any]], input_bytes: int) -> list[dict[str, Any]]:
+    """Per SMT row: the bytes q, k and v save together, against the bytes of the input they share
+    (one (B, n, d) hidden state per block: what dense training or LoRA keeps for all three)."""
+    out = []
+    for row in rows:
+        if row["method"] != "smt":
+            continue
+        saved = sum(row["saved_by_kind"].get(m, 0) for m in QKV)
+        out.append({"label": row["label"], "qkv_saved_bytes": saved, "vs_shared_input": saved / input_bytes})
+    return out
+
+
 def report(result: dict[str, Any]) -> str:
     """The printed summary: budget, the table, warm-up cost, allocation and gradient ratios."""
     budget, w, a, g = result["budget"], result["warmup"], result["allocation"], result["grad_ratios"]
@@ -169,6 +184,8 @@ def report(result: dict[str, Any]) -> str:
             ),
             f"warm-up median |grad| (median over layers): V/Q {g['v_over_q_median']:.2f}x, "
             f"V/K {g['v_over_k_median']:.2f}x",
+            "q/k/v saved bytes vs their shared input (target <= 1): "
+            + ", ".join(f"{x['label']} {x['vs_shared_input']:.2f}x" for x in result["qkv_saved"]),
         ]
     )
 
@@ -190,7 +207,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         options = {"targets": "qkv", "budget_blocks": budget["budget_blocks"], "warmup_steps": warmup_steps}
         smt = bench.prepare(MethodSpec("smt", "smt", options), length)
         prepared = [lora, smt]
+        for fraction in MEASURED_BUDGETS:  # the same warm-up length, budget as a fraction of the model
+            at = {"targets": "qkv", "budget": fraction, "warmup_steps": warmup_steps}
+            prepared.append(bench.prepare(MethodSpec(f"smt {fraction:.1%}", "smt", at), length))
         rows = measure(prepared, batch, settings.repeats)
+        hidden = bench.linear_shapes["q_proj"][1]
         result = {
             "length": length,
             "budget": {**budget, "lora_r": LORA_R16["r"], "lora_trainable": lora.trainable_count},
@@ -198,6 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "allocation": allocation(smt),
             "allocation_at_budgets": allocation_at_budgets(smt, SMALLER_BUDGETS),
             "grad_ratios": grad_ratios(smt),
+            "qkv_saved": qkv_saved(rows, batch.input_ids.numel() * hidden * 4 * bench.num_blocks),
             "rows": rows,
         }
         release(prepared)

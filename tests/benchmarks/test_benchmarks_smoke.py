@@ -62,7 +62,10 @@ def test_sage_vs_lora(tmp_path):
 
 def test_smt_vs_lora(tmp_path):
     result = run("smt_vs_lora", tmp_path)
-    check_memory_ratios(result["ratios"], {"lora", "smt"})
+    check_memory_ratios(result["ratios"], {"lora", "smt", "smt 0.5%", "smt 2.0%", "smt 5.0%"})
+    shared = {x["label"]: x["vs_shared_input"] for x in result["qkv_saved"]}
+    assert set(shared) == {"smt", "smt 0.5%", "smt 2.0%", "smt 5.0%"}
+    assert all(0 < ratio <= 1 for ratio in shared.values())  # one copy per column block, shared
     assert result["warmup"]["steps"] == 2 and result["warmup"]["seconds"] > 0
     assert sum(result["allocation"]["share"].values()) == pytest.approx(1.0)
     assert sum(result["allocation"]["blocks"].values()) == result["budget"]["budget_blocks"]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.memory.saved import track_saved_tensors
-from workbench.methods.smt.layer import SparseBlockLinear, SparseBlockLinearFunction
+from workbench.methods.smt.layer import SparseBlockLinear, SparseBlockLinearFunction, column_slice
 
 B_SIZE = 16
 # (row block, column block) on a (32, 64) weight: a (2, 4) grid; 4 blocks in 3 distinct column blocks
@@ -171,3 +171,40 @@ def test_unfrozen_base_is_refused() -> None:
     layer.base_layer.weight.requires_grad_(True)
     with pytest.raises(RuntimeError, match="frozen"):
         layer(torch.randn(2, 64))
+
+
+def test_layers_reading_one_input_share_its_column_copies() -> None:
+    """q, k and v read the same hidden state: each column block is copied once for the three, so their
+    saved bytes never exceed the input's, and each layer's gradient is still its own dense one."""
+    torch.manual_seed(0)
+    bases = [nn.Linear(64, 32).requires_grad_(False) for _ in range(3)]
+    # 6 slices over 4 column blocks: unshared they would be 1.5x the input
+    indexes = [
+        torch.tensor([[0, 0], [1, 1]]),
+        torch.tensor([[0, 1], [1, 2]]),
+        torch.tensor([[0, 2], [0, 3], [1, 3]]),
+    ]
+    layers = [SparseBlockLinear(base, index, B_SIZE, values=torch.randn(len(index), 16, 16) * 0.1)
+              for base, index in zip(bases, indexes, strict=True)]  # fmt: skip
+    x = torch.randn(2, 5, 64, requires_grad=True)
+    with track_saved_tensors(nn.ModuleList(layers)) as tracker:
+        h = x * 1.0  # one shared input, made inside the tracked region like a norm's output
+        out = sum(layer(h).sum() for layer in layers)
+    # 4 distinct column blocks over the three layers: the input's bytes once (unshared: 1.5x)
+    assert tracker.total_bytes == h.numel() * 4
+    out.backward()
+    for layer, index in zip(layers, indexes, strict=True):
+        w = layer.effective_weight().detach().requires_grad_(True)
+        F.linear(h.detach(), w, layer.bias).sum().backward()
+        for k, (r, c) in enumerate(index.tolist()):
+            expected = w.grad[r * 16 : (r + 1) * 16, c * 16 : (c + 1) * 16]
+            torch.testing.assert_close(layer.blocks.grad[k], expected)
+
+
+def test_an_input_changed_in_place_gets_fresh_copies() -> None:
+    h = torch.randn(2, 3, 64)
+    before = column_slice(h, 1, B_SIZE)
+    assert column_slice(h, 1, B_SIZE) is before  # asked again: the same copy
+    h.add_(1.0)  # a new version: the copy taken before must not be handed out again
+    after = column_slice(h, 1, B_SIZE)
+    assert after is not before and torch.equal(after, h[..., 16:32])

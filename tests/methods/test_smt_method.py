@@ -279,3 +279,26 @@ def test_restore_rejects_unknown_keys() -> None:
     with pytest.raises(ValueError, match="unexpected key"):
         state = {"model.layers.0.foo.blocks": torch.zeros(1)}
         SMT(SMTOptions(block_size=8)).restore(fresh, anatomy_of(fresh), state)
+
+
+def test_qkv_share_their_input_copies_at_a_high_budget() -> None:
+    """Through the memory accounting on the whole model: at a budget that touches every column block,
+    what q, k and v save per layer is at most their shared input's bytes (unshared: up to 3x)."""
+    from workbench.memory.saved import track_saved_tensors
+
+    method, model, _ = prepared(budget_blocks=200)  # of the 512 q/k/v blocks of 8 x 8
+    batch = next(random_batches(5))
+    with track_saved_tensors(model) as tracker, method.forward_context(batch):
+        loss = answer_loss(model, batch)
+    loss.backward()
+    hidden = model.config.hidden_size
+    input_bytes = batch.input_ids.numel() * hidden * 4  # one (B, n, d) float32 hidden state per block
+    saved = tracker.by_location()
+    per_layer = {layer: sum(saved.get((layer, m), 0) for m in QKV) for layer in range(4)}
+    columns = [
+        {c for m in QKV for c in getattr(model.model.layers[i].self_attn, m).layout.cols} for i in range(4)
+    ]
+    for layer, used in enumerate(columns):
+        assert per_layer[layer] == len(used) * batch.input_ids.numel() * 8 * 4  # one copy per column block
+        assert per_layer[layer] <= input_bytes
+    assert sum(len(c) for c in columns) > 4 * 2  # the budget reaches most column blocks

@@ -5,6 +5,11 @@ y = x W_eff^T (+ bias), W_eff = W + scatter(blocks). Only the m selected blocks 
 time). For backward the layer saves only the input column slices the blocks need, as copies (one per
 distinct column block), never the whole input; the base weight and the blocks are parameters, saved
 for free and used to rebuild W_eff for grad_input.
+
+Layers that read the same input tensor (q, k and v read one normalised hidden state) share their copies:
+one contiguous copy per (input tensor, column block), kept in a table keyed weakly by the input, so the
+copies for q, k and v together never exceed the input's own bytes. Each layer still saves the copy with
+`ctx.save_for_backward` (the memory recorder, which deduplicates by storage, counts it once).
 """
 
 from __future__ import annotations
@@ -15,6 +20,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
+
+# input tensor -> {(its version, column block, block size): the contiguous copy of that column slice}.
+# Weak on the input: an entry lives as long as the input tensor does (a forward's hidden state), no longer.
+_SHARED_SLICES: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,19 @@ def effective_weight(weight: torch.Tensor, blocks: torch.Tensor, block_index: to
     return w
 
 
+def column_slice(x: torch.Tensor, col: int, b: int) -> torch.Tensor:
+    """x[..., col*b:(col+1)*b] as a tensor owning its storage, shared by every layer that asks for the
+    same column block of the same input (unchanged since: its version is part of the key)."""
+    copies = _SHARED_SLICES.get(x)
+    key = (x._version, col, b)
+    if copies is not None and key in copies:
+        return copies[key]
+    copy = _own_copy(x[..., col * b : (col + 1) * b])
+    if copy is not x:  # x itself (one block spans it) must not be a value of its own weak entry
+        _SHARED_SLICES.setdefault(x, {})[key] = copy
+    return copy
+
+
 def _own_copy(t: torch.Tensor) -> torch.Tensor:
     """`t` as a tensor that owns its whole storage: a contiguous copy unless it already is one.
 
@@ -83,7 +106,7 @@ class SparseBlockLinearFunction(torch.autograd.Function):
         b = layout.block_size
         slices: list[torch.Tensor] = []
         if ctx.needs_input_grad[1]:  # the blocks' gradient needs x[..., cols]; nothing else of x
-            slices = [_own_copy(x[..., c * b : (c + 1) * b]) for c in layout.distinct_cols]  # each (..., b)
+            slices = [column_slice(x, c, b) for c in layout.distinct_cols]  # each (..., b), shared
         # weight, blocks and block_index are parameters/buffers: saving them costs no activation memory
         ctx.save_for_backward(weight, blocks, block_index, *slices)
         ctx.layout = layout
