@@ -50,6 +50,13 @@ def test_run_completes_and_records(runs, name):
     assert 0 < summary["trainable_parameters"] <= summary["total_parameters"]
     assert summary["memory_peak_bytes"]["saved_activations"] > 0
     assert len(run.table("metrics").query("name == 'loss'")) == 3
+    resolved = summary["method_resolved"]  # what the options came to on this model
+    if name == "smt":  # tiny_options: block 16, 6 blocks over q / k / v
+        assert resolved["block_size"] == 16 and sum(resolved["blocks"].values()) == 6
+    elif name == "spsft":  # rank 4 on every target
+        assert resolved["rows"] and set(resolved["rows"].values()) == {4}
+    else:
+        assert resolved == {}
 
 
 @pytest.mark.parametrize("name", METHODS.names())

@@ -123,6 +123,11 @@ class Method(Protocol):
     def generators(self) -> list[torch.Generator]:
         """The random generators its training draws from (probe forwards restore their states)."""
 
+    def resolved_options(self) -> dict[str, Any]:
+        """What its options came to on this model once prepared, where that is not the option itself
+        (SMT's block size and blocks per projection, SPSFT's rows per target); JSON-ready, recorded in
+        the run summary as `method_resolved`."""
+
     def adapter_state(self) -> dict[str, torch.Tensor]:
         """Tensors that rebuild the trained model from the base model with `restore` (indices + values)."""
 
@@ -144,6 +149,9 @@ class MethodDefaults:
 
     def generators(self) -> list[torch.Generator]:
         return []
+
+    def resolved_options(self) -> dict[str, Any]:
+        return {}
 
 
 # ---- module surgery shared by SMT and SPSFT ------------------------------------------------------------

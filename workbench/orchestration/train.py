@@ -197,6 +197,7 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
         "total_parameters": setup.loaded.num_parameters,
         "lr": setup.lr,
         "final_loss": total_loss,
+        "method_resolved": setup.method.resolved_options(),  # e.g. SMT's block size, SPSFT's rows
     }
     summary.update(recorded)
     return summary

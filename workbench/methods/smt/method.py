@@ -248,6 +248,11 @@ class SMT(MethodDefaults):
         """The block grid of every target matrix: scores (NaN after `restore`) and chosen blocks."""
         return list(self._grids)
 
+    def resolved_options(self) -> dict[str, Any]:
+        """The block size (chosen from the shapes when `block_size` is None) and the blocks each
+        projection got (the budget resolved to a count and split by the selection)."""
+        return {"block_size": self.block_size, "blocks": self.allocation()}
+
     def allocation(self) -> dict[str, int]:
         """Chosen blocks per projection name (the paper's Fig. 5: V takes most of them)."""
         out = dict.fromkeys(self.options.target_names, 0)

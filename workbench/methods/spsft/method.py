@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -71,6 +73,14 @@ class SPSFT(MethodDefaults):
                 scores = torch.full((module.out_features,), float("nan"))
             out.append(RowSelection(block=block, module=name, scores=scores, selected=selected))
         return out
+
+    def resolved_options(self) -> dict[str, Any]:
+        """Rows trained per target projection (`rank`, or `ratio` of its output features), as a list
+        over blocks where the blocks differ."""
+        rows: dict[str, list[int]] = {}
+        for (_, name), module in sorted(self.swapped.items()):
+            rows.setdefault(name, []).append(int(module.rows.numel()))
+        return {"rows": {name: r[0] if len(set(r)) == 1 else r for name, r in rows.items()}}
 
     def adapter_state(self) -> dict[str, torch.Tensor]:
         """Per target: `<path>.rows` (r,) long, `<path>.weight_f` (r, d_in), `<path>.scores` (d_out,) fp32."""

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -125,6 +125,9 @@ class TokenSparseMethod:
 
     def generators(self) -> list[torch.Generator]:
         return [self.generator] if self.generator is not None else []
+
+    def resolved_options(self) -> dict[str, Any]:
+        return {}
 
     def adapter_state(self) -> dict[str, torch.Tensor]:
         return self.base.adapter_state()
