@@ -13,6 +13,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM
 
 from workbench.data.batch import IGNORE_INDEX, Batch
+from workbench.errors import ConfigError
 from workbench.lm import answer_logits, answer_loss
 from workbench.methods import METHODS
 from workbench.methods.base import BlockGridSelection, PrepareContext, unswap_linears
@@ -302,3 +303,40 @@ def test_qkv_share_their_input_copies_at_a_high_budget() -> None:
         assert per_layer[layer] == len(used) * batch.input_ids.numel() * 8 * 4  # one copy per column block
         assert per_layer[layer] <= input_bytes
     assert sum(len(c) for c in columns) > 4 * 2  # the budget reaches most column blocks
+
+
+@pytest.mark.parametrize(
+    "targets, names",
+    [
+        ("v", {"v_proj"}),
+        ("q", {"q_proj"}),
+        ("k", {"k_proj"}),
+        ("qkv_mlp", {"q_proj", "k_proj", "v_proj", "gate_proj", "up_proj", "down_proj"}),
+    ],
+)
+def test_the_papers_target_ablations(targets, names) -> None:
+    method, _, _ = prepared(targets=targets, budget_blocks=6)
+    assert {g.module for g in method.selection()} == names  # the grids that competed (no o_proj)
+    assert {name for _, name in method.swapped} <= names and sum(method.allocation().values()) == 6
+
+
+def test_random_selection_is_a_seeded_draw_without_warm_up() -> None:
+    method, model, before = prepared(selection="random", budget_blocks=9)
+    after = {k: v for k, v in model.state_dict().items() if k in before}
+    assert all(torch.equal(before[k], after[k]) for k in after)  # no warm-up update
+    assert not method.warmup_updated and sum(method.allocation().values()) == 9
+    again, _, _ = prepared(selection="random", budget_blocks=9)
+    chosen = [g.selected for g in method.selection()]
+    assert all(torch.equal(a, g.selected) for a, g in zip(chosen, again.selection(), strict=True))
+    other = SMT(SMTOptions(block_size=8, budget_blocks=9, warmup_steps=3, selection="random"))
+    other.prepare(make_context(tiny_model("llama"), seed=1))
+    assert any(not torch.equal(a, g.selected) for a, g in zip(chosen, other.selection(), strict=True))
+    scores = torch.cat([g.scores.reshape(-1) for g in method.selection()])
+    assert 0 <= scores.min() and scores.max() < 1
+
+
+def test_per_matrix_equal_gives_each_matrix_the_same_count() -> None:
+    method, _, _ = prepared(scope="per_matrix_equal", budget_blocks=24)  # 12 matrices: 2 each
+    assert {int(g.selected.sum()) for g in method.selection()} == {2}
+    with pytest.raises(ConfigError, match="per_matrix_equal gives up to 34 of the 400 blocks.*holds 32"):
+        prepared(scope="per_matrix_equal", budget_blocks=400)  # k/v matrices hold 32 blocks of 8 x 8

@@ -133,9 +133,9 @@ def test_magnitude_stats() -> None:
     ("field", "value", "message"),
     [
         ("score", "max", "unknown SMT score 'max'; accepted: mean_abs, abs_mean, l1, l2"),
-        ("targets", "qk", "unknown SMT targets 'qk'; accepted: qkv, qkvo, mlp, all"),
-        ("scope", "layer", "unknown SMT scope 'layer'; accepted: global, per_matrix"),
-        ("selection", "random", "unknown SMT selection 'random'; accepted: gradient, activation"),
+        ("targets", "qk", "unknown SMT targets 'qk'; accepted: qkv, q, k, v, qkvo, qkv_mlp, mlp, all"),
+        ("scope", "layer", "unknown SMT scope 'layer'; accepted: global, per_matrix, per_matrix_equal"),
+        ("selection", "magic", "unknown SMT selection 'magic'; accepted: gradient, activation, random"),
         ("budget", 0.0, "method.budget must be a fraction of the model's parameters in (0, 1], got 0.0"),
         ("budget", -0.1, "method.budget must be a fraction"),
         ("budget", 1.5, "method.budget must be a fraction"),
@@ -225,3 +225,20 @@ def test_check_budget_above_the_targets() -> None:
     SMT(SMTOptions(budget_blocks=32)).check(anatomy)
     with pytest.raises(ConfigError, match="method.mlp_budget asks for"):
         SMT(SMTOptions(targets="all", block_size=8, budget=0.01, mlp_budget=1.0)).check(anatomy)
+
+
+def test_per_matrix_equal_gives_every_matrix_the_same_count_of_its_best_blocks():
+    grids = [
+        torch.tensor([[9.0, 1.0], [8.0, 7.0]]),  # best: 9, 8 (then 7)
+        torch.tensor([[0.1, 0.5, 0.4]]),  # best: 0.5, 0.4
+        torch.tensor([[3.0], [2.0], [5.0], [4.0]]),  # best: 5, 4
+    ]
+    masks = select_top_blocks(grids, 7, "per_matrix_equal")  # 7 = 3 + 2 + 2: the first matrix one more
+    assert [int(m.sum()) for m in masks] == [3, 2, 2]
+    assert masks[0].tolist() == [[True, False], [True, True]]
+    assert masks[1].tolist() == [[False, True, True]]
+    assert masks[2].reshape(-1).tolist() == [False, False, True, True]
+    # global would have spent them all on the first and third matrices
+    assert int(select_top_blocks(grids, 7, "global")[1].sum()) == 0
+    with pytest.raises(ValueError, match="4 blocks per matrix, but matrix 1 holds 3"):
+        select_top_blocks(grids, 11, "per_matrix_equal")  # 4 + 4 + 3

@@ -9,13 +9,21 @@ from workbench.validation import Validated, require
 
 SMT_TARGETS = {
     "qkv": ("q_proj", "k_proj", "v_proj"),  # the paper's choice (Sec. 5.1: attention beats MLP, V wins)
+    "q": ("q_proj",),  # one projection alone: the paper's Table 6
+    "k": ("k_proj",),
+    "v": ("v_proj",),
     "qkvo": ATTENTION_LINEARS,
+    "qkv_mlp": ("q_proj", "k_proj", "v_proj", *MLP_LINEARS),  # everything but o: the paper's Table 4
     "mlp": MLP_LINEARS,  # MLP only: the paper's attention-vs-MLP ablation
     "all": LINEAR_NAMES,  # q, k, v, o, gate, up, down
 }
 SCORES = ("mean_abs", "abs_mean", "l1", "l2")
-SELECTIONS = ("gradient", "activation")
-SCOPES = ("global", "per_matrix")
+# gradient (GW, the paper's), activation (AW: input norms, no backward), random (Table 9's control: blocks
+# drawn uniformly with the run's seed, no warm-up)
+SELECTIONS = ("gradient", "activation", "random")
+# global: one top-k over every target (the paper's); per_matrix: each matrix its share of k by size;
+# per_matrix_equal: the same number of blocks in every matrix (the authors' n blocks per matrix)
+SCOPES = ("global", "per_matrix", "per_matrix_equal")
 BLOCK_SIZE_CANDIDATES = (256, 128, 64, 32)  # default block size: the largest dividing every target dim
 
 
@@ -27,7 +35,7 @@ def _accepted(values: object) -> str:
 class SMTOptions(Validated):
     """Sparse sub-matrix tuning (He et al., ICLR 2025): train the top-scoring b x b blocks of the targets."""
 
-    targets: str = "qkv"  # qkv | qkvo | mlp | all: the projections whose blocks compete
+    targets: str = "qkv"  # qkv | q | k | v | qkvo | qkv_mlp | mlp | all: the projections whose blocks compete
     # Trainable parameters as a fraction of ALL the model's parameters (the paper's "#Params%"): blocks =
     # floor(budget * total / b^2), at least 1. 0.005 is the paper's z = 0.5%; its LoRA-matched runs use
     # 0.84% (LLaMA-7B). To match a LoRA run, set budget = lora_trainable / total (or budget_blocks).
@@ -44,8 +52,8 @@ class SMTOptions(Validated):
     # None: the run's learning rate.
     warmup_lr: float | None = 1e-5
     score: str = "mean_abs"  # mean_abs = |mean(G_block)| (paper's best, "SMT-2") | abs_mean | l1 | l2
-    selection: str = "gradient"  # gradient (GW, the paper's) | activation (AW: input norms, no backward)
-    scope: str = "global"  # global top-k over all targets (paper) | per_matrix (same share in each matrix)
+    selection: str = "gradient"  # gradient (GW, the paper's) | activation (AW) | random (Table 9's control)
+    scope: str = "global"  # global top-k (paper) | per_matrix (share by size) | per_matrix_equal (n each)
 
     def validate(self) -> None:
         require(
@@ -78,11 +86,11 @@ class SMTOptions(Validated):
             self.warmup_lr is None or self.warmup_lr > 0,
             f"method.warmup_lr must be > 0 or None, got {self.warmup_lr}",
         )
-        why = (
-            "gradient selection sums the gradients of that many warm-up steps"
-            if self.selection == "gradient"
-            else "activation selection averages the input norms of that many batches"
-        )
+        why = {
+            "gradient": "gradient selection sums the gradients of that many warm-up steps",
+            "activation": "activation selection averages the input norms of that many batches",
+            "random": "random selection runs no warm-up but keeps the option's meaning",
+        }[self.selection]
         require(self.warmup_steps >= 1, f"method.warmup_steps must be >= 1 ({why}), got {self.warmup_steps}")
 
     @property

@@ -120,6 +120,16 @@ class SMT(MethodDefaults):
                 f"model has {total:,}) but {', '.join(names)} hold only {held} blocks "
                 f"({held * b * b:,} parameters)",
             )
+            if self.options.scope == "per_matrix_equal":
+                matrices = [key for key in keys if key[1] in names]
+                each = -(-k // len(matrices))  # the most any matrix gets
+                smallest = min(shapes[key][0] * shapes[key][1] for key in matrices) // (b * b)
+                require(
+                    each <= smallest,
+                    f"SMT scope per_matrix_equal gives up to {each} of the {k} blocks to each of "
+                    f"{len(matrices)} matrices, but the smallest holds {smallest} blocks of {b}x{b}; "
+                    "lower the budget or use scope global / per_matrix",
+                )
 
     # ---- prepare: warm-up, scoring, selection, swap ----------------------------------------------
 
@@ -130,8 +140,10 @@ class SMT(MethodDefaults):
         self.targets = [ctx.anatomy.blocks[i].linear_path(name) for i, name in keys]
         if self.options.selection == "gradient":
             scores = self._gradient_scores(ctx, keys)
-        else:
+        elif self.options.selection == "activation":
             scores = self._activation_scores(ctx, keys)
+        else:
+            scores = self._random_scores(ctx, keys)
 
         total = sum(p.numel() for p in ctx.model.parameters())
         selected: dict[Key, torch.Tensor] = {}
@@ -191,6 +203,17 @@ class SMT(MethodDefaults):
             acc[2] = torch.maximum(acc[2], a.max())
 
         return hook
+
+    def _random_scores(self, ctx: PrepareContext, keys: list[Key]) -> dict[Key, torch.Tensor]:
+        """Random selection (the paper's Table 9 control): uniform scores per block from a generator
+        seeded with the run's seed, so the top-k is a uniform draw; no warm-up, no data."""
+        generator = torch.Generator().manual_seed(ctx.seed)
+        b = self.block_size
+        scores = {}
+        for key in keys:
+            out_features, in_features = ctx.anatomy.blocks[key[0]].linear(key[1]).weight.shape
+            scores[key] = torch.rand(out_features // b, in_features // b, generator=generator)
+        return scores
 
     def _activation_scores(self, ctx: PrepareContext, keys: list[Key]) -> dict[Key, torch.Tensor]:
         """AW-selection: per input channel, the RMS over real tokens of the input, averaged over batches.

@@ -90,6 +90,8 @@ def select_top_blocks(grids: Sequence[torch.Tensor], k: int, scope: str) -> list
 
     global: the k best blocks over all grids together (the paper's choice, Table 9 SMT-1).
     per_matrix: each grid gets its proportional share of k (`allocate_per_matrix`), its best blocks.
+    per_matrix_equal: each grid gets k // len(grids) blocks (the first k % len(grids) grids one more),
+    its best blocks: the authors' n blocks per matrix.
     """
     sizes = [g.numel() for g in grids]
     if k > sum(sizes):
@@ -103,9 +105,18 @@ def select_top_blocks(grids: Sequence[torch.Tensor], k: int, scope: str) -> list
             masks.append(chosen[start : start + n].reshape(g.shape))
             start += n
         return masks
-    if scope == "per_matrix":
+    if scope in ("per_matrix", "per_matrix_equal"):
+        if scope == "per_matrix":
+            counts = allocate_per_matrix(sizes, k)
+        else:
+            counts = [k // len(grids) + (i < k % len(grids)) for i in range(len(grids))]
+            full = [i for i, (c, n) in enumerate(zip(counts, sizes, strict=True)) if c > n]
+            if full:
+                raise ValueError(
+                    f"{counts[full[0]]} blocks per matrix, but matrix {full[0]} holds {sizes[full[0]]}"
+                )
         masks = []
-        for g, count in zip(grids, allocate_per_matrix(sizes, k), strict=True):
+        for g, count in zip(grids, counts, strict=True):
             mask = torch.zeros(g.numel(), dtype=torch.bool)
             mask[_top(g.reshape(-1).float().cpu(), count)] = True
             masks.append(mask.reshape(g.shape))
