@@ -1,7 +1,10 @@
-"""SPSFT row importance on hand-made weights and gradients: l2, taylor, qm_taylor, zo_taylor."""
+"""SPSFT row importance on hand-made weights, inputs and gradients: l2, l1, random, wanda, taylor,
+qm_taylor, zo_taylor."""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 
@@ -19,10 +22,12 @@ from workbench.methods.spsft.config import SPSFTOptions
 from workbench.methods.spsft.importance import (
     compute_importance,
     gradient_taylor,
+    l1_scores,
     l2_scores,
     quantile_mean,
     taylor_scores,
     top_rows,
+    wanda_scores,
     zo_gradients,
 )
 
@@ -229,3 +234,44 @@ def test_zo_taylor_on_small_data_averages_over_batches_used() -> None:
     ctx = _ctx(lin, counting_loss, iter([]))
     with pytest.raises(ConfigError, match="no batches"):
         compute_importance(ctx, {"w": lin}, SPSFTOptions(importance="zo_taylor"))
+
+
+# ---- l1, random, wanda -----------------------------------------------------------------------------
+
+
+def test_l1_ranks_rows_by_their_absolute_sum() -> None:
+    weight = torch.tensor([[3.0, -4.0], [1.0, 5.5], [0.0, 2.0]])
+    torch.testing.assert_close(l1_scores(weight), torch.tensor([7.0, 6.5, 2.0]))  # l2 would rank row 1 first
+
+
+def test_wanda_weighs_each_weight_by_its_input_channel_norm() -> None:
+    weight = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-2.0, 0.1]])
+    norms = torch.tensor([0.1, 10.0])  # channel 1 carries large inputs
+    scores = wanda_scores(weight, norms)  # |w| . ||x||: 0.1, 10, 0.2 + 1
+    torch.testing.assert_close(scores, torch.tensor([0.1, 10.0, 1.2]))
+    assert _ranking(scores) == [1, 2, 0]  # l2 would put row 2 first
+
+
+def test_wanda_phase_reads_the_inputs_of_real_tokens_only() -> None:
+    torch.manual_seed(0)
+    linear = nn.Linear(3, 2, bias=False)
+    x = torch.tensor([[[1.0, 0.0, 2.0], [3.0, 0.0, 4.0], [100.0, 100.0, 100.0]]])  # last token: padding
+    batch = Batch(
+        torch.zeros(1, 3, dtype=torch.long), torch.tensor([[1, 1, 0]]), torch.zeros(1, 3, dtype=torch.long)
+    )
+    ctx = _ctx(linear, lambda b: linear(x).sum(), itertools.repeat(batch))
+    scores = compute_importance(ctx, {"lin": linear}, SPSFTOptions(importance="wanda", importance_batches=2))
+    rms = torch.tensor([(1 + 9) / 2, 0.0, (4 + 16) / 2]).sqrt()  # over the two real tokens
+    torch.testing.assert_close(scores["lin"], (linear.weight.detach().abs() * rms).sum(dim=1))
+
+
+def test_random_importance_is_a_seeded_uniform_draw() -> None:
+    linears = {"a": nn.Linear(4, 6), "b": nn.Linear(4, 5)}
+    ctx = _ctx(nn.Sequential(), None, iter(()))
+    first = compute_importance(ctx, linears, SPSFTOptions(importance="random"))
+    again = compute_importance(ctx, linears, SPSFTOptions(importance="random"))
+    assert all(torch.equal(first[k], again[k]) for k in linears) and first["a"].shape == (6,)
+    other = compute_importance(dataclasses.replace(ctx, seed=1), linears, SPSFTOptions(importance="random"))
+    assert (
+        not torch.equal(first["a"], other["a"]) and 0 <= float(first["b"].min()) < float(first["b"].max()) < 1
+    )

@@ -98,7 +98,7 @@ def test_registered_with_defaults() -> None:
         (dict(ratio=1.5), r"method.ratio must be in \(0, 1\], got 1.5"),
         (dict(rank=4, ratio=0.1), "set only one of method.rank"),
         (dict(importance_batches=0), "method.importance_batches must be >= 1, got 0"),
-        (dict(importance="fisher"), "importance 'fisher'; accepted: l2, taylor, qm_taylor, zo_taylor"),
+        (dict(importance="fisher"), "importance 'fisher'; accepted: l2, l1, random, wanda, taylor, qm_taylor, zo_taylor"),
         (dict(targets="qv"), "unknown SPSFT targets 'qv'; accepted: all, mlp"),
         (dict(init="normal"), "unknown SPSFT init 'normal'; accepted: zeros, kaiming"),
         (dict(zo_eps=0.0), "method.zo_eps must be > 0"),
@@ -190,7 +190,7 @@ def test_taylor_scores_equal_dense_gradient_reference() -> None:
         torch.testing.assert_close(s.scores, expected, rtol=1e-5, atol=1e-8)
 
 
-@pytest.mark.parametrize("importance", ["qm_taylor", "zo_taylor"])
+@pytest.mark.parametrize("importance", ["qm_taylor", "zo_taylor", "l1", "random", "wanda"])
 def test_other_importances_run_on_the_tiny_model(importance: str) -> None:
     method, ctx, _ = prepared(importance=importance, importance_batches=2)
     assert all(torch.isfinite(s.scores).all() and int(s.selected.sum()) == RANK for s in method.selection())

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from workbench.data.batch import Batch
+from workbench.methods.activation_phase import input_channel_rms
 from workbench.methods.base import (
     BlockGridSelection,
     MethodDefaults,
@@ -216,41 +216,15 @@ class SMT(MethodDefaults):
         return scores
 
     def _activation_scores(self, ctx: PrepareContext, keys: list[Key]) -> dict[Key, torch.Tensor]:
-        """AW-selection: per input channel, the RMS over real tokens of the input, averaged over batches.
-
-        RMS (the L2 norm over tokens / sqrt(tokens)) so that long and short batches weigh alike; the
-        paper's E[||x_i||_2]. Forward only, no weight update.
-        """
-        opts = self.options
-        current: dict[str, torch.Tensor] = {}
-        norms: dict[Key, torch.Tensor] = {}
-
-        def make_hook(key: Key) -> Callable[[nn.Module, tuple[Any, ...]], None]:
-            def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
-                x = args[0]  # (B, n, in)
-                mask = current.get("mask")
-                real = mask is not None and mask.shape == x.shape[:-1]
-                tokens = x[mask] if real else x.reshape(-1, x.shape[-1])  # (T, in)
-                rms = tokens.float().square().mean(dim=0).sqrt()  # (in,)
-                norms[key] = norms[key] + rms if key in norms else rms
-
-            return hook
-
+        """AW-selection: per input channel, the RMS over real tokens of the input, averaged over the
+        warm-up batches (`activation_phase.input_channel_rms`). Forward only, no weight update."""
         linears = {key: ctx.anatomy.blocks[key[0]].linear(key[1]) for key in keys}
-        handles = [linear.register_forward_pre_hook(make_hook(key)) for key, linear in linears.items()]
-        try:
-            with ctx.phase("warmup"), torch.no_grad():
-                for _ in range(opts.warmup_steps):
-                    batch: Batch = next(ctx.batches)
-                    current["mask"] = batch.attention_mask.bool()
-                    ctx.loss_fn(batch)
-        finally:
-            for handle in handles:
-                handle.remove()
+        with ctx.phase("warmup"):
+            norms = input_channel_rms(ctx, linears, self.options.warmup_steps)
         self.warmup_updated = False
-        b, steps = self.block_size, opts.warmup_steps
+        b = self.block_size
         return {
-            key: activation_block_scores(norms[key].cpu() / steps, linear.weight.shape[0], b)
+            key: activation_block_scores(norms[key], linear.weight.shape[0], b)
             for key, linear in linears.items()
         }
 

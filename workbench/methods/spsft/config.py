@@ -11,7 +11,10 @@ SPSFT_TARGETS = {
     "all": LINEAR_NAMES,  # q, k, v, o, gate, up, down of every block (the paper's "SPSFT")
     "mlp": MLP_LINEARS,  # the paper's "FA-SPSFT": freeze attention, tune gate/up/down only
 }
-IMPORTANCES = ("l2", "taylor", "qm_taylor", "zo_taylor")
+# l2 / l1: row norms of W (no data); random: a uniform draw with the run's seed (the control); wanda:
+# sum_j |W_ij| ||X_j|| (Wanda's weight metric summed over the row, input norms from a few batches);
+# taylor, qm_taylor, zo_taylor: the paper's gradient-based scores
+IMPORTANCES = ("l2", "l1", "random", "wanda", "taylor", "qm_taylor", "zo_taylor")
 INITS = ("zeros", "kaiming")
 
 # W_f has r x d_in entries per linear where LoRA has r x (d_in + d_out), so the paper pairs SPSFT r = 2k
@@ -26,8 +29,10 @@ class SPSFTOptions(Validated):
 
     rank: int | None = None  # rows tuned per linear; rank and ratio both unset -> DEFAULT_RANK (32)
     ratio: float | None = None  # alternative to rank: fraction of each linear's rows, in (0, 1]
-    importance: str = "l2"  # l2 | taylor | qm_taylor | zo_taylor; l2 is the paper's LLM choice (no gradients)
-    importance_batches: int = 8  # batches scored by taylor / zo_taylor; per class for qm_taylor
+    importance: str = (
+        "l2"  # l2 | l1 | random | wanda | taylor | qm_taylor | zo_taylor; l2: the paper's LLM choice
+    )
+    importance_batches: int = 8  # batches scored by taylor / zo_taylor / wanda; per class for qm_taylor
     targets: str = "all"  # all | mlp ("FA": freeze attention)
     init: str = "zeros"  # zeros (the paper: step-0 model = base) | kaiming (the authors' code)
     zo_eps: float = 1e-3  # zo_taylor: perturbation size of the weights (the authors' value)

@@ -1,8 +1,12 @@
-"""Importance of each output row (neuron) of a linear: l2, taylor, qm_taylor (class-aware), zo_taylor.
+"""Importance of each output row (neuron) of a linear: l2, l1, random, wanda, taylor, qm_taylor
+(class-aware), zo_taylor.
 
 Scores are fp32 tensors of shape (d_out,); higher = more important; SPSFT tunes the top-r rows.
 
-- l2: the row norm ||W_i||_2 (the paper's choice for LLMs: no data, no gradients).
+- l2: the row norm ||W_i||_2 (the paper's choice for LLMs: no data, no gradients); l1: ||W_i||_1.
+- random: uniform scores from the run's seed (the control every structured-pruning ablation needs).
+- wanda: sum_j |w_ij| ||x_j||, Wanda's per-weight metric (Sun et al., 2024) summed over the row, with
+  the input channel norms from `importance_batches` forward-only batches (`activation_phase`).
 - taylor: sum_j |w_ij g_ij| with g the mean gradient of the loss over `importance_batches` batches
   (the paper's Appendix A, first-order Taylor with the Fisher-style |.| per weight).
 - qm_taylor: a Taylor score per class t (its gradient from batches of that class only), then the
@@ -27,6 +31,7 @@ from torch import nn
 
 from workbench.data.batch import Batch
 from workbench.errors import ConfigError
+from workbench.methods.activation_phase import input_channel_rms
 from workbench.methods.base import PrepareContext
 from workbench.methods.gradient_phase import accumulate_gradients
 from workbench.methods.spsft.config import SPSFTOptions
@@ -42,6 +47,23 @@ QUANTILES = torch.linspace(0.0, 1.0, 11)  # 0%, 10%, ..., 100% (Eq. 7)
 def l2_scores(weight: torch.Tensor) -> torch.Tensor:
     """(d_out, d_in) -> (d_out,) row norms, fp32."""
     return weight.detach().float().norm(dim=1)
+
+
+def l1_scores(weight: torch.Tensor) -> torch.Tensor:
+    """(d_out, d_in) -> (d_out,) row L1 norms, fp32."""
+    return weight.detach().float().abs().sum(dim=1)
+
+
+def wanda_scores(weight: torch.Tensor, input_norms: torch.Tensor) -> torch.Tensor:
+    """(d_out, d_in) weight and (d_in,) input channel norms -> (d_out,) sum_j |w_ij| ||x_j||, fp32: Wanda's
+    per-weight importance (Sun et al., 2024) summed over each row."""
+    return (weight.detach().float().abs() * input_norms.float().to(weight.device)[None, :]).sum(dim=1).cpu()
+
+
+def random_scores(linears: dict[K, nn.Linear], seed: int) -> dict[K, torch.Tensor]:
+    """Uniform (d_out,) scores per linear from a generator seeded with `seed`: the control ranking."""
+    generator = torch.Generator().manual_seed(seed)
+    return {key: torch.rand(lin.weight.shape[0], generator=generator) for key, lin in linears.items()}
 
 
 def taylor_scores(weight: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -191,6 +213,13 @@ def compute_importance(
     kind = options.importance
     if kind == "l2":
         return {key: l2_scores(lin.weight) for key, lin in linears.items()}
+    if kind == "l1":
+        return {key: l1_scores(lin.weight) for key, lin in linears.items()}
+    if kind == "random":
+        return random_scores(linears, ctx.seed)
+    if kind == "wanda":
+        norms = input_channel_rms(ctx, linears, options.importance_batches)
+        return {key: wanda_scores(lin.weight, norms[key]) for key, lin in linears.items()}
     if kind == "taylor":
         return gradient_taylor(ctx, linears, take_batches(ctx.batches, options.importance_batches))
     if kind == "qm_taylor":
