@@ -98,7 +98,10 @@ def test_registered_with_defaults() -> None:
         (dict(ratio=1.5), r"method.ratio must be in \(0, 1\], got 1.5"),
         (dict(rank=4, ratio=0.1), "set only one of method.rank"),
         (dict(importance_batches=0), "method.importance_batches must be >= 1, got 0"),
-        (dict(importance="fisher"), "importance 'fisher'; accepted: l2, l1, random, wanda, taylor, qm_taylor, zo_taylor"),
+        (
+            dict(importance="fisher"),
+            "importance 'fisher'; accepted: l2, l1, random, wanda, taylor, qm_taylor, zo_taylor",
+        ),
         (dict(targets="qv"), "unknown SPSFT targets 'qv'; accepted: all, mlp"),
         (dict(init="normal"), "unknown SPSFT init 'normal'; accepted: zeros, kaiming"),
         (dict(zo_eps=0.0), "method.zo_eps must be > 0"),
