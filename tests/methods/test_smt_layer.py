@@ -208,3 +208,27 @@ def test_an_input_changed_in_place_gets_fresh_copies() -> None:
     h.add_(1.0)  # a new version: the copy taken before must not be handed out again
     after = column_slice(h, 1, B_SIZE)
     assert after is not before and torch.equal(after, h[..., 16:32])
+
+
+def test_blocks_stay_fp32_over_a_bf16_base_so_small_updates_survive() -> None:
+    torch.manual_seed(0)
+    base = nn.Linear(64, 32).to(torch.bfloat16).requires_grad_(False)
+    layer = SparseBlockLinear(base, INDEX, B_SIZE)
+    assert layer.blocks.dtype == torch.float32 and layer.base_layer.weight.dtype == torch.bfloat16
+    x = torch.randn(3, 5, 64, dtype=torch.bfloat16, requires_grad=True)
+    y = layer(x)
+    assert y.dtype == torch.bfloat16
+    y.float().square().sum().backward()
+    assert layer.blocks.grad.dtype == torch.float32 and torch.isfinite(layer.blocks.grad).all()
+    # the blocks' gradient equals the dense weight gradient's blocks (bf16 inputs, fp32 accumulation)
+    w = layer.effective_weight().float().requires_grad_(True)
+    F.linear(x.detach().float(), w, base.bias.float()).square().sum().backward()
+    for k, (r, c) in enumerate(INDEX.tolist()):
+        expected = w.grad[r * B_SIZE : (r + 1) * B_SIZE, c * B_SIZE : (c + 1) * B_SIZE]
+        torch.testing.assert_close(layer.blocks.grad[k], expected, rtol=0.05, atol=0.05)
+    # an AdamW step of lr 1e-4 moves every block entry by 1e-4: none of it is rounded away
+    optimizer = torch.optim.AdamW([layer.blocks], lr=1e-4, weight_decay=0.0)
+    optimizer.step()
+    torch.testing.assert_close(
+        layer.blocks.detach().abs(), torch.full_like(layer.blocks, 1e-4), rtol=1e-3, atol=0
+    )

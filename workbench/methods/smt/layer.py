@@ -124,9 +124,10 @@ class SparseBlockLinearFunction(torch.autograd.Function):
             g = grad_out.reshape(-1, grad_out.shape[-1])  # (N, out), N = all leading dims
             grad_blocks = torch.empty_like(blocks)  # (m, b, b)
             # One (b, N) @ (N, b) product per block on strided views: no gathered (N, m, b) temporary.
+            # Accumulated in the blocks' dtype (fp32 over a half-precision base: (b, N) slices, small).
             for k, (r, slot) in enumerate(zip(layout.rows, layout.slots, strict=True)):
-                x_cols = slices[slot].reshape(-1, b)  # (N, b)
-                torch.mm(g[:, r * b : (r + 1) * b].t(), x_cols.to(g.dtype), out=grad_blocks[k])
+                x_cols = slices[slot].reshape(-1, b).to(blocks.dtype)  # (N, b)
+                torch.mm(g[:, r * b : (r + 1) * b].t().to(blocks.dtype), x_cols, out=grad_blocks[k])
         return grad_x, grad_blocks, None, None, None, None
 
 
@@ -169,7 +170,10 @@ class SparseBlockLinear(nn.Module):
         self.block_size = b
         self.in_features, self.out_features = in_features, out_features
         self.register_buffer("block_index", index.to(weight.device))
-        self.blocks = nn.Parameter(torch.zeros(len(index), b, b, device=weight.device, dtype=weight.dtype))
+        # the blocks stay fp32 over a half-precision base (as peft keeps LoRA's A and B): lr 1e-4 updates
+        # of bf16 blocks would be rounded away; the forward adds them to W in W's dtype
+        dtype = torch.float32 if weight.dtype in (torch.float16, torch.bfloat16) else weight.dtype
+        self.blocks = nn.Parameter(torch.zeros(len(index), b, b, device=weight.device, dtype=dtype))
         if values is not None:
             with torch.no_grad():
                 self.blocks.copy_(values)
