@@ -36,6 +36,7 @@ from workbench.orchestration.timing_pass import (  # noqa: E402
     DEFAULT_ROUNDS,
     interleaved_rounds,
     prepared_steps,
+    round_ratios,
     torch_threads,
 )
 
@@ -65,7 +66,7 @@ def cpu_hogs(count: int) -> Iterator[None]:
 
 def ratios(rounds: list[dict[str, float]]) -> dict[str, float]:
     """label -> median over rounds of its seconds / the baseline's seconds in the same round."""
-    return {label: statistics.median(r[label] / r[BASELINE] for r in rounds) for label in rounds[0]}
+    return {label: round_ratios(rounds, label, BASELINE)[0] for label in rounds[0]}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -20,6 +20,8 @@ import pandas as pd
 from workbench.figures.base import Figure, empty_figure
 from workbench.figures.specs import BarsSpec, LinesSpec
 from workbench.figures.style import method_colors
+from workbench.stats import mcnemar_p, mean_interval
+from workbench.store.summary import configuration_name
 
 BASELINE = "lora"
 
@@ -64,8 +66,6 @@ def aggregate_seeds(table: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFra
     for the ratio to the baseline of the same seed (`<column>_vs_<baseline>`, `..._pm`); the accuracy's
     interval (`accuracy_low`/`high`) is the one over seeds, or the Wilson interval of a single run;
     `runs` lists the run ids, `incomplete` counts the runs that did not complete."""
-    from workbench.stats import mean_interval
-
     rows = []
     for _, group in table.groupby("setting", sort=False):
         done = group[group["status"] == "completed"]
@@ -113,8 +113,6 @@ def paired_test(runs_a: Sequence[Any], runs_b: Sequence[Any]) -> dict[str, Any]:
     runs are scored on the same examples, and the discordant examples of every seed are pooled (each
     is a fair coin under "A and B are equally accurate"). Returns only_a, only_b, p and the seeds
     paired (p NaN when no pair could be made)."""
-    from workbench.stats import mcnemar_p
-
     by_seed = {_seed(r): r for r in runs_b}
     only_a = only_b = 0
     paired = []
@@ -132,6 +130,13 @@ def paired_test(runs_a: Sequence[Any], runs_b: Sequence[Any]) -> dict[str, Any]:
     return {"only_a": only_a, "only_b": only_b, "p": p, "seeds": paired}
 
 
+def _mean_bounds(values: pd.Series) -> tuple[float, float, float]:
+    """(mean, low, high) of the mean's 95% interval over `values` (seeds); a single value: no bar."""
+    mean, half = mean_interval(values.to_numpy(dtype=float))
+    half = 0.0 if math.isnan(half) else half
+    return mean, mean - half, mean + half
+
+
 def _seed(run: Any) -> Any:
     return (run.config.get("train") or {}).get("seed", 0)
 
@@ -140,8 +145,6 @@ def ratio_bars(table: pd.DataFrame, column: str = "step_time", baseline: str = B
     """Bars of `column` relative to the baseline, one per label of a `ratio_table` (SAGE Fig. 5 with
     column "step_time": relative training time): the mean over the label's runs (seeds, each to the
     baseline of its seed) with its 95% interval as an error bar."""
-    from workbench.stats import mean_interval
-
     label = RATIO_COLUMNS[column][1]
     title = f"{label[0].upper()}{label[1:]} relative to {baseline}"
     ratio = f"{column}_vs_{baseline}"
@@ -150,11 +153,19 @@ def ratio_bars(table: pd.DataFrame, column: str = "step_time", baseline: str = B
         return empty_figure("ratio_bars", title, f"no {baseline} run to compare with, or no {label} recorded")
     aggregated = []  # one bar per label: the mean over its runs (seeds), a 95% interval where several
     for (name, method), group in rows.groupby(["label", "method"], sort=False):
-        mean, half = mean_interval(group[ratio].to_numpy(dtype=float))
-        half = 0.0 if math.isnan(half) else half
+        mean, low, high = _mean_bounds(group[ratio])
         value = group[column].mean()
-        aggregated.append({"label": name, "method": method, column: value, "ratio": mean, "runs": len(group)})
-        aggregated[-1].update(low=mean - half, high=mean + half)
+        aggregated.append(
+            {
+                "label": name,
+                "method": method,
+                column: value,
+                "ratio": mean,
+                "runs": len(group),
+                "low": low,
+                "high": high,
+            }
+        )
     data = pd.DataFrame(aggregated)
     spec = BarsSpec(
         x="label",
@@ -179,8 +190,6 @@ def accuracy_vs_trainable(frame: pd.DataFrame) -> Figure:
     (seeds) are one point at their mean with its 95% interval as an error bar. `frame` is a
     `runs_frame`; with a `total_parameters` column the x axis is the percentage of the model, else the
     count."""
-    from workbench.stats import mean_interval
-
     title = "Accuracy vs trainable parameters"
     runs = frame[["name", "method", "key_options", "trainable_parameters", "accuracy"]].copy()
     if "total_parameters" in frame:
@@ -195,14 +204,13 @@ def accuracy_vs_trainable(frame: pd.DataFrame) -> Figure:
         return empty_figure("accuracy_vs_trainable", title, "no run with accuracy and trainable parameters")
     rows = []  # one point per method and size: the mean over its runs (seeds) with a 95% interval
     for (method, x), group in runs.groupby(["method", "x"], sort=True):
-        mean, half = mean_interval(group["accuracy"].to_numpy(dtype=float))
-        half = 0.0 if math.isnan(half) else half
+        mean, low, high = _mean_bounds(100 * group["accuracy"])
         first = group.iloc[0]
-        name = str(first["name"]).split(" seed=")[0]
+        name = configuration_name(first["name"])
         rows.append(
             {"name": name, "method": method, "key_options": first["key_options"], "x": x, "seeds": len(group),
-             "trainable_parameters": first["trainable_parameters"], "accuracy": 100 * mean,
-             "low": 100 * (mean - half), "high": 100 * (mean + half)}
+             "trainable_parameters": first["trainable_parameters"], "accuracy": mean, "low": low,
+             "high": high}
         )  # fmt: skip
     data = pd.DataFrame(rows)
     spec = LinesSpec(

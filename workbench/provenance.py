@@ -31,6 +31,12 @@ LOADING_KEYS = (
 )
 
 
+def json_digest(data: Any, length: int = 16) -> str:
+    """A short sha1 hex digest of `data` as canonical JSON (sorted keys): run keys, configuration keys."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:length]
+
+
 def task_sha256(task: TaskData) -> str:
     """sha256 of the task's train and eval examples, in order (prompt, candidates, label)."""
     digest = hashlib.sha256()

@@ -12,7 +12,7 @@ from workbench.figures.data import MIB, pareto_front
 from workbench.figures.specs import ScatterSpec
 from workbench.figures.style import method_colors
 from workbench.stats import mean_interval
-from workbench.store.summary import MEMORY_SOURCES
+from workbench.store.summary import MEMORY_SOURCES, configuration_name
 
 # x choice -> (axis label, runs_frame column, divisor)
 TRADEOFF_X: dict[str, tuple[str, str, float]] = {
@@ -99,7 +99,7 @@ def _configurations(frame: pd.DataFrame, column: str, divisor: float) -> pd.Data
         rows.append(
             {
                 "id": first["id"],
-                "name": str(first["name"]).split(" seed=")[0],
+                "name": configuration_name(first["name"]),
                 "method": first["method"],
                 "setup": first["setup"],
                 "options": first["options"],

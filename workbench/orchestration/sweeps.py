@@ -42,7 +42,6 @@ import contextlib
 import copy
 import dataclasses
 import functools
-import hashlib
 import itertools
 import json
 import math
@@ -54,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.config import RunConfig, _read_toml
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.provenance import json_digest
 from workbench.recorders.base import RecorderBase, StepInfo
 from workbench.store.schema import DEFAULT_RUNS_DIR
 
@@ -269,8 +269,7 @@ def run_key(config: dict[str, Any], inputs: dict[str, Any] | None = None) -> str
     kept: dict[str, Any] = {k: v for k, v in config.items() if k not in UNKEYED}
     if inputs is not None:
         kept = {"config": kept, "inputs": inputs}
-    text = json.dumps(kept, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+    return json_digest(kept)
 
 
 def finished_runs(runs_dir: str | os.PathLike[str]) -> dict[str, RunReader]:
@@ -539,7 +538,7 @@ def format_seed_means(result: SweepResult) -> str:
     half-width over its completed seeds (accuracy in %, saved activations and total logical memory in
     MiB, step seconds); "" when no configuration ran more than one seed."""
     from workbench.comparisons import aggregate_seeds, ratio_table
-    from workbench.store.summary import runs_frame
+    from workbench.store.summary import configuration_name, runs_frame
 
     runs = [o.run for o in result.outcomes if o.run is not None]
     if not runs:
@@ -554,14 +553,14 @@ def format_seed_means(result: SweepResult) -> str:
         text = format(mean * scale, spec)
         return text if math.isnan(half) else f"{text} ± {format(half * scale, spec)}"
 
-    width = max(len(str(x).split(" seed=")[0]) for x in table["label"])
+    width = max(len(configuration_name(x)) for x in table["label"])
     lines = [
         f"means over seeds (± 95% half-width):\n{'configuration':<{width}}  {'seeds':>5}  {'acc%':>11}  "
         f"{'saved act. MiB':>16}  {'total MiB':>16}  {'step s':>13}"
     ]
     for _, r in table.iterrows():
         lines.append(
-            f"{str(r['label']).split(' seed=')[0]:<{width}}  {r['seeds']:>5}  "
+            f"{configuration_name(r['label']):<{width}}  {r['seeds']:>5}  "
             f"{cell(r['accuracy'], r['accuracy_pm'], 100, '.1f'):>11}  "
             f"{cell(r['saved_activations'], r['saved_activations_pm'], 2**-20, ',.1f'):>16}  "
             f"{cell(r['total_logical'], r['total_logical_pm'], 2**-20, ',.1f'):>16}  "

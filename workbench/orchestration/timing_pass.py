@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
-import json
 import os
 import statistics
 import time
@@ -34,6 +32,7 @@ import torch
 
 from workbench.config import RunConfig
 from workbench.errors import ConfigError
+from workbench.provenance import json_digest
 
 KIND = "timing-pass"
 DEFAULT_ROUNDS = 7
@@ -57,8 +56,7 @@ class TimingPass:
 
     def ratio(self, label: str, clock: str = "wall") -> tuple[float, float, float]:
         """(median, lowest, highest) over rounds of `label`'s step time / the baseline's, same round."""
-        per_round = [r[label] / r[self.baseline] for r in getattr(self, clock)]
-        return statistics.median(per_round), min(per_round), max(per_round)
+        return round_ratios(getattr(self, clock), label, self.baseline)
 
     @property
     def labels(self) -> list[str]:
@@ -78,6 +76,13 @@ class TimingPass:
                 for label in self.labels
             },
         }
+
+
+def round_ratios(rounds: list[dict[str, float]], label: str, baseline: str) -> tuple[float, float, float]:
+    """(median, lowest, highest) over `rounds` ({label: seconds} each) of `label`'s seconds / the
+    baseline's seconds in the same round."""
+    per_round = [r[label] / r[baseline] for r in rounds]
+    return statistics.median(per_round), min(per_round), max(per_round)
 
 
 def interleaved_rounds(
@@ -123,8 +128,7 @@ def pass_config(configs: Mapping[str, RunConfig], baseline: str, rounds: int, th
 
 
 def pass_key(config: Mapping[str, Any]) -> str:
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+    return json_digest(config)
 
 
 def check_pass_settings(rounds: Any, threads: Any) -> None:

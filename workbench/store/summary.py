@@ -8,7 +8,6 @@ the app's Runs table and trade-off figures, `workbench ls`, the sweep summary an
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -126,15 +125,21 @@ def _interval_ends(interval: Any) -> dict[str, float | None]:
     return {"accuracy_low": _number(ends[0]), "accuracy_high": _number(ends[1])}
 
 
+def configuration_name(name: Any) -> str:
+    """A run's name without its seed ("study-lora seed=1" -> "study-lora"): the name of its configuration."""
+    return str(name).split(" seed=")[0]
+
+
 def setting_key(config: dict[str, Any]) -> str:
     """A short hash of what a run computes except its seed (the config without name, runs dir and
     train.seed): the runs of one configuration over several seeds share it."""
+    from workbench.provenance import json_digest
+
     kept = {k: v for k, v in config.items() if k not in ("name", "runs_dir")}
     train = kept.get("train")
     if isinstance(train, dict):
         kept["train"] = {k: v for k, v in train.items() if k != "seed"}
-    text = json.dumps(kept, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+    return json_digest(kept, 12)
 
 
 def _task_name(task: Any) -> Any:
