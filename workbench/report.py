@@ -84,6 +84,8 @@ def format_run_report(
                     lines.append(f"    {label:<32}{mib(peaks[key]):>14}")
         if summary.get("memory_note"):
             lines.append(f"  note: {summary['memory_note']}")
+        if summary.get("saliency_note"):
+            lines.append(f"  saliency: {summary['saliency_note']}")
     return "\n".join(lines)
 
 

@@ -92,6 +92,18 @@ def test_locate():
     assert locate("(outside modules)") == (-1, "loss")
 
 
+def test_locate_other_layouts():
+    """The block is the first indexed module on the path, whatever the layout calls its layer list;
+    inside a block without the LLaMA names, the kind is the block's own child."""
+    assert locate("transformer.h.3.attn.c_attn") == (3, "attn")
+    assert locate("base_model.model.transformer.h.3.attn.c_attn.lora_A.default") == (3, "attn")
+    assert locate("transformer.h.10.ln_1") == (10, "ln_1")
+    assert locate("transformer.h.2") == (2, "block")
+    assert locate("model.layers.1.pre_feedforward_layernorm") == (1, "pre_feedforward_layernorm")
+    assert locate("model.layers.1.self_attn.q_norm") == (1, "self_attn")
+    assert locate("transformer.wte") == (-1, "other")
+
+
 # -- peak of live saved bytes over forward and backward (recomputation included) ---------------------
 
 N, D = 2, 4  # rows, block width; every tensor below is float32: 4 bytes an element

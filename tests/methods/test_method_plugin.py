@@ -133,7 +133,11 @@ def test_the_generic_tests_parametrise_over_the_new_method(plugin_env):
     assert "test_export_reproduces_the_trained_model[throwaway]" in ids
     assert "test_bad_option_names_the_method_field[throwaway]" in ids
     assert "test_recording_changes_no_gradient[throwaway]" in ids
+    # it declares no `requires`: the whole LLaMA layout, so the other block styles but not GPT-2
+    assert "test_other_models_train_record_and_export[tiny-olmo2-throwaway]" in ids
+    assert "test_methods_needing_the_llama_layout_refuse_gpt2_before_writing[throwaway]" in ids
 
     ran = run([*pytest_args, "-k", "throwaway", *generic], plugin_env, TESTS)
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
-    assert "4 passed" in ran.stdout  # the three matrix checks and recording-changes-no-gradient
+    # the three matrix checks, recording-changes-no-gradient, three other models, the GPT-2 refusal
+    assert "8 passed" in ran.stdout

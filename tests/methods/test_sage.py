@@ -17,7 +17,7 @@ from transformers.models.llama import modeling_llama
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
 
 from workbench.data.batch import IGNORE_INDEX, Batch
-from workbench.lm import answer_logits, answer_loss
+from workbench.lm import answer_logits, answer_loss, head_logits
 from workbench.memory.saved import track_saved_tensors
 from workbench.methods.base import PrepareContext, TokenSelection
 from workbench.methods.sage import SAGE, SageOptions
@@ -97,31 +97,51 @@ def _window(attn) -> int | None:
     return getattr(attn.config, "sliding_window", None)
 
 
+def _naive_heads(attn, name, x):
+    """{name}_proj then its norm as the model applies it: over all heads before the split (OLMo 2), over
+    each head's features after it (Qwen3); (B, heads, n, hd)."""
+    b, n, _ = x.shape
+    y = getattr(attn, f"{name}_proj")(x)
+    norm = getattr(attn, f"{name}_norm", None)
+    if norm is not None and norm.weight.numel() == y.shape[-1]:
+        y = norm(y)
+    y = y.view(b, n, -1, attn.head_dim)
+    if norm is not None and norm.weight.numel() == attn.head_dim:
+        y = norm(y)
+    return y.transpose(1, 2)
+
+
 def naive_block(layer, h, cos, sin, real, keep_kv, window, positions=None):
     """Dense block with explicit masks; keys/values of tokens outside keep_kv (B, n) detached.
 
     `positions` (n,): the tokens' sequence indices (a sub-sequence keeps its original distances, which
-    the sliding window measures); default 0..n-1.
+    the sliding window measures); default 0..n-1. The block's style from its modules: pre-norm (LLaMA),
+    sandwich norms and soft-capped scores (Gemma 2), post-norms without an input norm (OLMo 2).
     """
     attn = layer.self_attn
     b, n, _ = h.shape
-    hn = layer.input_layernorm(h)
-    q = attn.q_proj(hn).view(b, n, -1, attn.head_dim).transpose(1, 2)
-    k = attn.k_proj(hn).view(b, n, -1, attn.head_dim).transpose(1, 2)
-    v = attn.v_proj(hn).view(b, n, -1, attn.head_dim).transpose(1, 2)
+    hn = layer.input_layernorm(h) if hasattr(layer, "input_layernorm") else h
+    q, k, v = (_naive_heads(attn, name, hn) for name in "qkv")
     q, k = apply_rotary_pos_emb(q, k, cos, sin)
     keep = keep_kv[:, None, :, None]
     k, v = torch.where(keep, k, k.detach()), torch.where(keep, v, v.detach())
     k, v = repeat_kv(k, attn.num_key_value_groups), repeat_kv(v, attn.num_key_value_groups)
     scores = q @ k.transpose(-1, -2) * attn.scaling  # (B, H, n, n): fine in a test
+    cap = getattr(attn, "attn_logit_softcapping", None)
+    if cap is not None:
+        scores = torch.tanh(scores / cap) * cap
     i = torch.arange(n) if positions is None else positions
     allowed = (i[None, :] <= i[:, None])[None] & real[:, None, :]  # (B, n, n)
     if window is not None:
         allowed = allowed & (i[None, :] > i[:, None] - window)[None]
     scores = scores.masked_fill(~allowed[:, None], torch.finfo(h.dtype).min)
     a = attn.o_proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, -1))
-    mid = h + a
-    return mid + layer.mlp(layer.post_attention_layernorm(mid))
+    if not hasattr(layer, "post_feedforward_layernorm"):  # pre-norm
+        mid = h + a
+        return mid + layer.mlp(layer.post_attention_layernorm(mid))
+    mid = h + layer.post_attention_layernorm(a)
+    inner = layer.pre_feedforward_layernorm(mid) if hasattr(layer, "pre_feedforward_layernorm") else mid
+    return mid + layer.post_feedforward_layernorm(layer.mlp(inner))
 
 
 def reference_loss(model, batch: Batch, selections: list[TokenSelection]) -> torch.Tensor:
@@ -153,7 +173,7 @@ def reference_loss(model, batch: Batch, selections: list[TokenSelection]) -> tor
             out = naive_block(layer, h, cos, sin, real, sel, window)
             h = h + torch.where(sel[..., None], out - h, (out - h).detach())
     h = decoder.norm(h)
-    return F.cross_entropy(model.lm_head(h[batch.output_mask]), batch.targets)
+    return F.cross_entropy(head_logits(model, h[batch.output_mask]), batch.targets)
 
 
 def assert_same_gradients(got: dict, expected: dict, atol: float = 1e-10, rtol: float = 1e-8) -> None:
@@ -192,6 +212,53 @@ def test_gradients_equal_reference_other_families(model_type, kw):
     loss, selections = sparse_loss(model, method, batch)
     got = gradients(method, loss)
     assert_same_gradients(got, gradients(method, reference_loss(model, batch, selections)))
+
+
+def sharpen(anatomy, factor: float = 8.0) -> None:
+    """Scale the dense q/k weights: attention scores of order 1 rather than the init's near-zero ones, so
+    that soft-capping and q/k norms matter."""
+    with torch.no_grad():
+        for block in anatomy.blocks:
+            for name in ("q_proj", "k_proj"):
+                linear = block.linear(name)
+                getattr(linear, "base_layer", linear).weight.mul_(factor)
+
+
+@pytest.mark.parametrize("base", ["lora", "full"])
+@pytest.mark.parametrize(
+    "model_type,kw",
+    [
+        ("qwen3", {}),  # q/k norms per head
+        ("gemma2", {"attn_logit_softcapping": 1.0, "sliding_window": 4}),  # sandwich norms, soft-capping
+        ("olmo2", {}),  # post-norms, no input norm, q/k norms over all heads
+    ],
+)
+def test_gradients_equal_reference_other_block_styles(base, model_type, kw):
+    """The sparse block in each block style the anatomy knows, both its forwards (align_layers=2).
+
+    Gemma 2's norms compute in float32 whatever the dtype, so its gradients agree to float32 rounding."""
+    model, anatomy, method = build(
+        options=SageOptions(r=4, base=base, tau=0.6, n_min=3, align_layers=2), model_type=model_type, **kw
+    )
+    sharpen(anatomy)
+    batch = make_batch("left", n=16)
+    loss, selections = sparse_loss(model, method, batch)
+    counts = torch.stack([s.selected.sum(1) for s in selections])
+    assert (counts < batch.attention_mask.sum(1)).any()
+    got = gradients(method, loss)
+    expected = gradients(method, reference_loss(model, batch, selections))
+    tolerance = dict(atol=1e-7, rtol=1e-5) if model_type == "gemma2" else {}
+    assert_same_gradients(got, expected, **tolerance)
+    assert sum(g.abs().sum() for g in got.values()) > 0
+
+
+def test_tokentune_gradients_equal_reference_other_block_styles():
+    for model_type in ("qwen3", "olmo2"):
+        model, _, method = build(TokenTune, TokenTuneOptions(r=4, fraction=0.4), model_type=model_type)
+        batch = make_batch("right")
+        loss, selections = sparse_loss(model, method, batch)
+        got = gradients(method, loss)
+        assert_same_gradients(got, gradients(method, reference_loss(model, batch, selections)))
 
 
 def test_gradients_equal_reference_with_sdpa_attention():

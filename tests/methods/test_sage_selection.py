@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -163,6 +161,42 @@ def test_attention_saliency_matches_naive_full_attention(model_type, monkeypatch
     torch.testing.assert_close(view.attention_scores(), expected, atol=1e-12, rtol=1e-10)
 
 
+@pytest.mark.parametrize(
+    "model_type,kw",
+    [("llama", {}), ("qwen3", {}), ("gemma2", {"attn_logit_softcapping": 0.5}), ("olmo2", {})],
+)
+def test_block_saliency_is_the_attention_the_models_own_forward_pays(model_type, kw):
+    """The scores from a block's own modules equal the attention the model's eager forward returns:
+    q/k norms (Qwen3 per head, OLMo 2 over all heads), OLMo 2's un-normed attention input, Gemma 2's
+    soft-capped scores (a low cap here, so that it bites). In float32: the model's eager softmax runs in
+    float32 whatever the dtype."""
+    model = tiny_model(model_type, **kw).eval()
+    with torch.no_grad():  # sharper attention than the init's near-uniform one (scores of order 1)
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(8)
+            layer.self_attn.k_proj.weight.mul_(8)
+    n = 16
+    ids = torch.randint(3, 300, (2, n), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(2, n, dtype=torch.long)
+    mask[1, :3] = 0  # left padding in row 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    outputs = torch.zeros(2, n, dtype=torch.bool)
+    outputs[:, -3:] = True
+    with torch.no_grad():
+        out = model.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            output_attentions=True,
+            output_hidden_states=True,
+        )
+        h = out.hidden_states[1]  # the input of layer 1
+        cos, sin = model.model.rotary_emb(h, positions)
+        got = BlockView(model.model.layers[1], 1, h, cos, sin, mask.bool(), outputs).attention_scores()
+    u = (out.attentions[1] * outputs[:, None, :, None]).sum((1, 2)) * mask  # (B, n): over heads, rows in Y
+    torch.testing.assert_close(got, u / u.sum(-1, keepdim=True), atol=1e-6, rtol=1e-4)
+
+
 class _LargestTensor(TorchDispatchMode):
     """Records the largest tensor any operation produces."""
 
@@ -296,13 +330,25 @@ def test_check_rejects_too_many_aligned_blocks():
 
 
 def test_check_rejects_models_without_the_attention_layout():
+    with pytest.raises(ConfigError, match="sage needs the LLaMA-family layout, which this gpt2 model lacks"):
+        SAGE(SageOptions()).check(anatomy_of(tiny_model("gpt2")))
     model = tiny_model("llama")
-    anatomy = anatomy_of(model)
-    with pytest.raises(ConfigError, match="model types llama, qwen2, mistral"):
-        SAGE(SageOptions()).check(dataclasses.replace(anatomy, model_type="gemma3_text"))
     delattr(model.model.layers[2].self_attn, "k_proj")
-    with pytest.raises(ConfigError, match="layers.2 lacks k_proj"):
-        TokenTune(TokenTuneOptions()).check(anatomy)
+    with pytest.raises(ConfigError, match="layer model.layers.2 lacks self_attn.k_proj"):
+        TokenTune(TokenTuneOptions()).check(anatomy_of(model))
+
+
+def test_check_rejects_a_layer_the_sparse_block_does_not_reproduce():
+    """Granite has the LLaMA layout and names, but scales each residual branch (residual_multiplier):
+    the sparse block, which re-runs a plain pre-norm block, would compute another model; its check runs
+    the block against each layer's own output and refuses."""
+    anatomy = anatomy_of(tiny_model("granite", head_dim=16, residual_multiplier=0.5))
+    assert anatomy.family == "llama"
+    with pytest.raises(
+        ConfigError, match="sparse block does not reproduce the decoder layers of this granite"
+    ):
+        SAGE(SageOptions()).check(anatomy)
+    SAGE(SageOptions()).check(anatomy_of(tiny_model("granite", head_dim=16)))  # multiplier 1: plain LLaMA
 
 
 def test_check_rejects_attention_dropout():

@@ -5,20 +5,39 @@ from __future__ import annotations
 import huggingface_hub.constants
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import BertConfig, BertLMHeadModel, GPT2Config, GPT2LMHeadModel, T5Config
 
 from workbench.errors import ConfigError
+from workbench.lm import head_mismatch
 from workbench.models import MODELS, load_encoder, load_model, resolve_device, resolve_dtype
-from workbench.models.anatomy import ATTENTION_LINEARS, MLP_LINEARS
+from workbench.models.anatomy import (
+    ATTENTION_LINEARS,
+    FULL,
+    HEAD,
+    LLAMA_LAYOUT,
+    MLP_LINEARS,
+    NORMS,
+    POST_NORM,
+    PRE_NORM,
+    PROJECTIONS,
+    ROTARY,
+    SANDWICH,
+    anatomy_of,
+)
 from workbench.models.tiny import TINY_MODEL_TYPES, tiny_model
 from workbench.models.tokenizers import byte_tokenizer
 
+LLAMA_LAYOUT_ALIASES = sorted(alias for alias, kind in TINY_MODEL_TYPES.items() if kind != "gpt2")
 
-@pytest.mark.parametrize("alias", sorted(TINY_MODEL_TYPES))
+
+@pytest.mark.parametrize("alias", LLAMA_LAYOUT_ALIASES)
 def test_tiny_alias_loads_with_grouped_kv_anatomy(alias):
     loaded = load_model(alias)
     anatomy = loaded.anatomy
     assert anatomy.model_type == TINY_MODEL_TYPES[alias] and anatomy.family == "llama"
+    assert anatomy.has(*LLAMA_LAYOUT) and not anatomy.missing
+    assert (anatomy.decoder_path, anatomy.layers_path) == ("model", "model.layers")
+    assert anatomy.decoder is loaded.model.model and anatomy.lm_head is loaded.model.lm_head
     assert (anatomy.num_blocks, anatomy.num_heads, anatomy.num_kv_heads, anatomy.head_dim) == (4, 4, 2, 16)
     for block in anatomy.blocks:
         for name, (out_features, in_features) in anatomy.linear_shapes().items():
@@ -104,11 +123,90 @@ def test_directory_without_a_tokenizer(tmp_path):
         load_model(str(tmp_path))
 
 
-def test_unsupported_architecture_names_the_supported_ones(tmp_path):
-    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=300)).save_pretrained(tmp_path)
-    with pytest.raises(ConfigError, match="unsupported architecture 'gpt2'") as error:
+@pytest.mark.parametrize(
+    "alias,style,qk_norm",
+    [
+        ("tiny-llama", PRE_NORM, None),
+        ("tiny-qwen3", PRE_NORM, HEAD),  # q/k norms over each head's 16 features
+        ("tiny-gemma2", SANDWICH, None),  # + pre/post_feedforward_layernorm
+        ("tiny-olmo2", POST_NORM, FULL),  # no input_layernorm; q/k norms over all heads
+    ],
+)
+def test_block_style_is_read_from_the_modules(alias, style, qk_norm):
+    anatomy = load_model(alias).anatomy
+    assert (anatomy.block_style, anatomy.qk_norm) == (style, qk_norm)
+
+
+def test_layout_is_detected_from_the_modules_not_the_model_type():
+    """A LLaMA-layout model under another model_type is the LLaMA layout; a LLaMA model with a projection
+    removed is not, and its anatomy says which."""
+    model = tiny_model("llama")
+    model.config.model_type = "some-new-type"
+    assert anatomy_of(model).family == "llama"
+    del model.model.layers[2].mlp.up_proj
+    anatomy = anatomy_of(model)
+    assert anatomy.blocks == () and not anatomy.has(PROJECTIONS) and anatomy.has(NORMS, ROTARY)
+    assert "layer model.layers.2 lacks mlp.up_proj" in anatomy.missing[PROJECTIONS]
+    with pytest.raises(ConfigError, match="smt needs the LLaMA-family layout.*lacks mlp.up_proj"):
+        anatomy.require([PROJECTIONS], "smt")
+
+
+def test_gpt2_loads_without_the_llama_layout(tmp_path):
+    """Any causal LM loads (a local GPT-2 directory here); its anatomy has no LLaMA blocks and says what
+    it lacks, feature by feature."""
+    GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=300)).save_pretrained(tmp_path)
+    byte_tokenizer().save_pretrained(tmp_path)
+    anatomy = load_model(str(tmp_path)).anatomy
+    assert (anatomy.model_type, anatomy.family, anatomy.blocks) == ("gpt2", "other", ())
+    assert (anatomy.decoder_path, anatomy.layers_path, anatomy.num_layers) == (
+        "transformer",
+        "transformer.h",
+        2,
+    )
+    assert set(anatomy.missing) == set(LLAMA_LAYOUT) and anatomy.linear_shapes() == {}
+    assert "layer transformer.h.0 has ln_1, attn.c_attn, attn.c_proj" in anatomy.missing[PROJECTIONS]
+    assert "the norms ln_1, ln_2" in anatomy.missing[NORMS]
+    assert "take no position_embeddings" in anatomy.missing[ROTARY]
+    anatomy.require([], "lora")  # nothing required: no error
+
+
+def test_a_model_transformers_cannot_build_as_a_causal_lm_is_refused_before_loading(tmp_path):
+    T5Config(d_model=32, num_layers=1, num_heads=2, vocab_size=300).save_pretrained(tmp_path)  # no weights
+    with pytest.raises(ConfigError, match="model type 't5', which transformers cannot build as a causal LM"):
         load_model(str(tmp_path))
-    assert "llama, qwen2, mistral" in str(error.value)
+
+
+def test_a_head_the_workbench_does_not_reproduce_is_refused(tmp_path):
+    """BERT builds as a causal LM, but its LM head transforms the hidden states first."""
+    config = BertConfig(
+        vocab_size=384, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, is_decoder=True
+    )
+    BertLMHeadModel(config).save_pretrained(tmp_path)
+    byte_tokenizer().save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match=r"\(bert\) cannot be trained here: its LM head does more"):
+        load_model(str(tmp_path))
+
+
+def test_head_check_finds_softcapping_and_non_causal_models(monkeypatch):
+    gemma = tiny_model("gemma2", **{"final_logit_softcapping": 2.0}).eval()  # strong: logits near +-2
+    assert head_mismatch(gemma) is None  # answer_logits soft-caps as the model does
+    model = tiny_model("llama").eval()
+    forward = model.model.forward
+
+    def peeking(*args, **kwargs):  # every position sees the mean of all, the future included
+        out = forward(*args, **kwargs)
+        out.last_hidden_state = out.last_hidden_state + out.last_hidden_state.mean(1, keepdim=True)
+        return out
+
+    monkeypatch.setattr(model.model, "forward", peeking)
+    assert "not causal" in head_mismatch(model)
+
+
+def test_unsupported_attention_is_one_clear_error():
+    with pytest.raises(
+        ConfigError, match="'tiny-gemma2' does not support attention 'sdpa'.*train.attn = 'eager'"
+    ):
+        load_model("tiny-gemma2", attn_implementation="sdpa")
 
 
 def test_hub_id_offline_is_one_clear_error(monkeypatch):

@@ -308,7 +308,9 @@ def location_boundaries(model: nn.Module) -> list[nn.Module]:
     return out
 
 
-_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)(?:\.|$)")
+# the first "<list>.<index>" in a module path: the decoder layer (LLaMA's model.layers.3, GPT-2's
+# transformer.h.3); a later index (an expert inside a layer) never comes first
+_LAYER = re.compile(r"(?:^|\.)[A-Za-z_]\w*\.(\d+)(?:\.|$)")
 _KINDS = (
     "q_proj",
     "k_proj",
@@ -334,7 +336,8 @@ def locate(module_name: str) -> tuple[int, str]:
     The kind is the most specific known part of the path: a projection (q_proj ... down_proj, including
     its LoRA / SMT / SPSFT sub-modules), the norms, "self_attn" (the attention core: scores, softmax,
     RoPE), "mlp" (the activation product), or outside the blocks embed_tokens, "norm" (final), lm_head,
-    "loss" (code outside any module) or "other".
+    "loss" (code outside any module) or "other". Inside a block of another layout, the block's own
+    named child (GPT-2's "attn", "ln_1"; Gemma 2's "pre_feedforward_layernorm"), else "block".
     """
     match = _LAYER.search(module_name)
     layer = int(match.group(1)) if match else -1
@@ -346,4 +349,7 @@ def locate(module_name: str) -> tuple[int, str]:
         return layer, "loss"
     if layer < 0 and parts[-1] == "norm":
         return layer, "norm"
-    return layer, "block" if layer >= 0 else "other"
+    if layer >= 0:
+        inside = module_name[match.end() :].split(".")[0]  # the block's child on the path, "" for the block
+        return layer, "block" if inside == "" or inside.isdigit() else inside
+    return layer, "other"

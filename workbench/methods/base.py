@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from workbench.data.batch import Batch
-from workbench.models.anatomy import ModelAnatomy
+from workbench.models.anatomy import LLAMA_LAYOUT, ModelAnatomy
 
 if TYPE_CHECKING:
     from workbench.data.example import Example
@@ -98,6 +98,9 @@ class Method(Protocol):
         float  # peak learning rate when train.lr is None (an instance may refine it, e.g. SAGE's base)
     )
     options_class: ClassVar[type]  # its options dataclass (a `workbench.validation.Validated` dataclass)
+    # the LLaMA-layout features it needs (models.anatomy: PROJECTIONS, NORMS, ROTARY); optional, the whole
+    # layout (LLAMA_LAYOUT) when a class does not say; () = any causal LM. `check_method` enforces it.
+    requires: ClassVar[tuple[str, ...]]
     table_options: ClassVar[tuple[str, ...]]  # options worth a column in run tables (others: hover, details)
     color: ClassVar[str]  # its colour in every figure and the app (hex)
     tiny_options: ClassVar[dict[str, Any]]  # small options for the tiny-model tests (fast selection phases)
@@ -209,3 +212,19 @@ def unswap_linears(anatomy: ModelAnatomy, swapped: dict[tuple[int, str], Any]) -
     """Put back a plain nn.Linear (with the training merged in) wherever `swap_linears` replaced one."""
     for (index, name), module in swapped.items():
         setattr(anatomy.blocks[index].parent_of(name), name, module.merged_linear())
+
+
+# ---- what a method needs of the model ---------------------------------------------------------------
+
+
+def requirements(method: Method | type) -> tuple[str, ...]:
+    """The layout features a method (instance or class) needs: its `requires`, else the whole layout."""
+    cls = method if isinstance(method, type) else type(method)
+    return getattr(cls, "requires", LLAMA_LAYOUT)
+
+
+def check_method(method: Method, anatomy: ModelAnatomy) -> None:
+    """One ConfigError naming what of the layout the model lacks for `method`, then the method's own
+    check of its options against the model (what `setup_run` calls before anything is written)."""
+    anatomy.require(requirements(method), method.name)
+    method.check(anatomy)

@@ -28,6 +28,7 @@ import typing
 from typing import Any
 
 from workbench.methods import base
+from workbench.models.anatomy import LLAMA_LAYOUT
 from workbench.registry import Registry
 from workbench.validation import Validated
 
@@ -72,6 +73,9 @@ def register_method(cls: type[Any]) -> type[Any]:
     options = cls.options_class
     if not (issubclass(options, Validated) and hasattr(options, "__dataclass_fields__")):
         raise TypeError(f"{cls.__name__}.options_class must be a Validated dataclass")
+    unknown_features = [f for f in base.requirements(cls) if f not in LLAMA_LAYOUT]
+    if not isinstance(base.requirements(cls), tuple) or unknown_features:
+        raise TypeError(f"{cls.__name__}.requires must be a tuple of {', '.join(LLAMA_LAYOUT)}")
     fields = typing.get_type_hints(options)
     unknown = [key for key in (*cls.table_options, *cls.tiny_options) if key not in fields]
     if unknown:

@@ -7,7 +7,7 @@ loaded = load_model("smollm2-135m")  # the default; fetched and converted into t
 from workbench.models import minilm as _minilm  # noqa: F401  (registers the built-in aliases)
 from workbench.models import smollm as _smollm  # noqa: F401
 from workbench.models import tiny as _tiny  # noqa: F401
-from workbench.models.anatomy import SUPPORTED_MODEL_TYPES, BlockAnatomy, ModelAnatomy, anatomy_of
+from workbench.models.anatomy import LLAMA_LAYOUT, BlockAnatomy, ModelAnatomy, anatomy_of
 from workbench.models.builtin import MODELS, BuiltinModel, Pretrained, builtin_model
 from workbench.models.loading import (
     LoadedEncoder,
@@ -24,8 +24,8 @@ DEFAULT_MODEL = "smollm2-135m"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "LLAMA_LAYOUT",
     "MODELS",
-    "SUPPORTED_MODEL_TYPES",
     "BlockAnatomy",
     "BuiltinModel",
     "LoadedEncoder",

@@ -11,6 +11,11 @@ How a name resolves, in order:
   3. something that looks like a path (starts with ., / or ~, or has more than one /): must exist;
   4. org/name: a hub id, loaded by transformers (needs hub access, which the machines here lack).
 
+Any causal LM transformers can build (its AutoModelForCausalLM mapping) loads; its anatomy says how much
+of the LLaMA-family layout it has (models/anatomy.py), and each method refuses a model lacking what it
+needs. Checked before any weights are read: the config's model type; after loading: that the answer
+logits the workbench computes (workbench.lm) are the model's own and causal (`head_mismatch`).
+
 Models come back in eval mode, on the requested device and dtype, with eager attention unless told
 otherwise: the saliency recorders need attention probabilities, which sdpa does not return.
 """
@@ -23,9 +28,11 @@ from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from workbench.errors import ConfigError
-from workbench.models.anatomy import SUPPORTED_MODEL_TYPES, ModelAnatomy, anatomy_of
+from workbench.lm import head_mismatch
+from workbench.models.anatomy import ModelAnatomy, anatomy_of
 from workbench.models.builtin import MODELS, ModelKind, Pretrained
 from workbench.models.pretrained import load_pretrained, read_config
 
@@ -34,11 +41,11 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
 
 @dataclass
 class LoadedModel:
-    """A causal LM of the LLaMA family, ready for a training method."""
+    """A causal LM, ready for a training method (its anatomy says what of the LLaMA layout it has)."""
 
-    model: PreTrainedModel  # the causal LM (has .model and .lm_head), eval mode
+    model: PreTrainedModel  # the causal LM (a base model and an output embedding), eval mode
     tokenizer: PreTrainedTokenizerBase  # pad token set (eos when the model has none), right padding
-    anatomy: ModelAnatomy  # where blocks, q/k/v/o and MLP projections live
+    anatomy: ModelAnatomy  # where blocks, q/k/v/o and MLP projections live; what of the layout is missing
     name: str  # what was asked for: alias, directory or hub id
     source: str  # where the weights came from, human-readable
     num_parameters: int  # distinct parameters (tied embeddings counted once)
@@ -68,6 +75,10 @@ def load_model(
     `attn_implementation` goes to transformers unchanged ("eager" keeps attention probabilities).
     """
     loaded = _load(name, "causal-lm", device, dtype, attn_implementation)
+    problem = head_mismatch(loaded.model)
+    if problem:
+        model_type = loaded.model.config.model_type
+        raise ConfigError(f"model {name!r} ({model_type}) cannot be trained here: {problem}")
     return LoadedModel(
         model=loaded.model,
         tokenizer=loaded.tokenizer,
@@ -155,7 +166,15 @@ def _load(
     """Resolve `name`, load it in `dtype`, move it to `device` in eval mode, prepare its tokenizer."""
     target = resolve_device(device)  # checked before anything is fetched or loaded
     torch_dtype = resolve_dtype(dtype, target)
-    pretrained = _resolve(name, kind, dtype=torch_dtype, attn_implementation=attn_implementation)
+    try:
+        pretrained = _resolve(name, kind, dtype=torch_dtype, attn_implementation=attn_implementation)
+    except ValueError as error:  # e.g. Gemma 2 has no sdpa attention in transformers
+        if "attention implementation" not in str(error) or isinstance(error, ConfigError):
+            raise
+        raise ConfigError(
+            f"model {name!r} does not support attention {attn_implementation!r} in transformers "
+            "(set train.attn = 'eager')"
+        ) from error
     model = pretrained.model.to(target).eval()
     tokenizer = prepare_tokenizer(pretrained.tokenizer, model, name)
     return Pretrained(model=model, tokenizer=tokenizer, source=pretrained.source)
@@ -171,7 +190,7 @@ def _resolve(name: str, kind: ModelKind, *, dtype: torch.dtype, attn_implementat
     path = Path(name).expanduser()
     if path.is_dir():
         if kind == "causal-lm":
-            _check_architecture(read_config(path, hub=False).model_type, name)
+            _check_causal_lm(read_config(path, hub=False).model_type, name)
         source = f"local directory {path.resolve()}"
         return load_pretrained(
             path,
@@ -187,7 +206,7 @@ def _resolve(name: str, kind: ModelKind, *, dtype: torch.dtype, attn_implementat
         raise ConfigError(f"model path {name!r} does not exist")
     if name.count("/") == 1 and all(name.split("/")):
         if kind == "causal-lm":
-            _check_architecture(read_config(name, hub=True).model_type, name)
+            _check_causal_lm(read_config(name, hub=True).model_type, name)
         return load_pretrained(
             name,
             hub=True,
@@ -199,12 +218,13 @@ def _resolve(name: str, kind: ModelKind, *, dtype: torch.dtype, attn_implementat
     raise ConfigError(_unknown_message(name))
 
 
-def _check_architecture(model_type: str, name: str) -> None:
-    """Reject an unsupported architecture from its config alone, before any weights are read."""
-    if model_type not in SUPPORTED_MODEL_TYPES:
+def _check_causal_lm(model_type: str, name: str) -> None:
+    """Reject, from its config alone (before any weights are read), a model transformers cannot build as a
+    causal LM (an encoder-only or unknown model type)."""
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise ConfigError(
-            f"unsupported architecture {model_type!r} in {name!r}: the workbench knows the LLaMA-family "
-            f"layout (model types {', '.join(SUPPORTED_MODEL_TYPES)})"
+            f"model {name!r} has model type {model_type!r}, which transformers cannot build as a causal LM "
+            "(AutoModelForCausalLM); the methods train causal LMs (llama, qwen3, gemma2, olmo2, gpt2, ...)"
         )
 
 
@@ -215,9 +235,9 @@ def _causal_aliases() -> str:
 def _wrong_kind_message(name: str, kind: ModelKind) -> str:
     if kind == "encoder":
         return (
-            f"{name} is an encoder; training methods need a causal LM of the LLaMA family "
-            f"(built-in: {_causal_aliases()}; or a local directory or hub id of a "
-            f"{', '.join(SUPPORTED_MODEL_TYPES)} model). load_encoder({name!r}) loads it on its own."
+            f"{name} is an encoder; training methods need a causal LM "
+            f"(built-in: {_causal_aliases()}; or a local directory or hub id of one). "
+            f"load_encoder({name!r}) loads it on its own."
         )
     return f"{name} is a causal LM, not an encoder: load it with load_model({name!r})"
 

@@ -1,8 +1,11 @@
-"""Tiny random-initialised configs of LLaMA-family models, for fast tests of every code path.
+"""Tiny random-initialised causal LMs, for fast tests of every code path.
 
-Grouped K/V heads on purpose (4 query heads, 2 key/value heads), so GQA handling is always exercised.
-Never a default for users: these models know nothing. Registered as built-in aliases tiny-llama,
-tiny-qwen2 and tiny-mistral, each with the offline byte-level tokenizer.
+The LLaMA-layout ones (llama, qwen2, mistral, qwen3, gemma2, olmo2: every block style and q/k norm
+the anatomy knows) have grouped K/V heads on purpose (4 query heads, 2 key/value heads, head dim 16), so
+GQA handling is always exercised; gpt2 (Conv1D projections, learned positions) is the model without the
+LLaMA layout, for LoRA and full fine-tuning. Never a default for users: these models know nothing.
+Registered as built-in aliases tiny-<type> (`TINY_MODEL_TYPES`), each with the offline byte-level
+tokenizer.
 """
 
 from __future__ import annotations
@@ -29,13 +32,44 @@ _COMMON = dict(
     pad_token_id=0,
 )
 
-TINY_MODEL_TYPES = {"tiny-llama": "llama", "tiny-qwen2": "qwen2", "tiny-mistral": "mistral"}
+# what each model type needs on top of _COMMON to be tiny (and equal in size to tiny-llama)
+_EXTRA: dict[str, dict] = {
+    "qwen2": {"sliding_window": None},
+    "mistral": {"sliding_window": None},
+    "qwen3": {"head_dim": 16, "sliding_window": None},  # its default head_dim is 128
+    # head_dim 256 and query_pre_attn_scalar 256 by default; soft-capping (attention 50, logits 30) kept
+    "gemma2": {"head_dim": 16, "query_pre_attn_scalar": 16},
+    "olmo2": {},
+}
+# GPT-2 names its sizes differently and has no grouped K/V heads
+_GPT2 = dict(
+    vocab_size=TINY_VOCAB,
+    n_embd=64,
+    n_inner=128,
+    n_layer=4,
+    n_head=4,
+    n_positions=512,
+    tie_word_embeddings=True,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
+)
+
+TINY_MODEL_TYPES = {
+    "tiny-llama": "llama",
+    "tiny-qwen2": "qwen2",
+    "tiny-mistral": "mistral",
+    "tiny-qwen3": "qwen3",
+    "tiny-gemma2": "gemma2",
+    "tiny-olmo2": "olmo2",
+    "tiny-gpt2": "gpt2",
+}
 
 
 def tiny_config(model_type: str = "llama", **overrides):
-    """A tiny config of `model_type` (llama, qwen2 or mistral) with grouped K/V heads."""
-    extra = {"sliding_window": None} if model_type in ("qwen2", "mistral") else {}
-    return AutoConfig.for_model(model_type, **{**_COMMON, **extra, **overrides})
+    """A tiny config of `model_type` (one of TINY_MODEL_TYPES' values)."""
+    base = _GPT2 if model_type == "gpt2" else {**_COMMON, **_EXTRA.get(model_type, {})}
+    return AutoConfig.for_model(model_type, **{**base, **overrides})
 
 
 def tiny_model(
@@ -61,8 +95,9 @@ def _tiny_loader(model_type: str) -> AliasLoader:
 
 
 for _alias, _model_type in TINY_MODEL_TYPES.items():
+    _heads = "4 heads" if _model_type == "gpt2" else "4/2 heads"
     builtin_model(
         _alias,
         kind="causal-lm",
-        summary=f"tiny random-init {_model_type} (4 layers, 4/2 heads, d 64) for fast tests; knows nothing",
+        summary=f"tiny random-init {_model_type} (4 layers, {_heads}, d 64) for fast tests; knows nothing",
     )(_tiny_loader(_model_type))

@@ -23,7 +23,7 @@ from workbench.config import RunConfig
 from workbench.data import Batch, Example, TaskData, check_fits, load_task, train_batches
 from workbench.lm import answer_loss
 from workbench.methods import build_method
-from workbench.methods.base import Method, PrepareContext
+from workbench.methods.base import Method, PrepareContext, check_method
 from workbench.models import LoadedModel, load_model, resolve_device
 from workbench.models.checkpointing import enable_gradient_checkpointing
 from workbench.provenance import input_hashes, model_sha256
@@ -61,7 +61,7 @@ def setup_run(config: RunConfig, *, task: TaskData | None = None) -> Setup:
     model_hash = model_sha256(loaded.model)  # before checkpointing touches the model
     if config.train.gradient_checkpointing:
         enable_gradient_checkpointing(loaded.model, config.model)
-    method.check(loaded.anatomy)
+    check_method(method, loaded.anatomy)  # the layout it needs (one error naming what lacks), its options
     task = task or load_task(config.task, seed=config.train.seed)
     check_fits(loaded.tokenizer, task.train + task.eval, config.train.max_length, task=task.name)
     lr = config.train.lr if config.train.lr is not None else method.default_lr

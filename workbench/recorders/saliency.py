@@ -6,6 +6,9 @@ random streams restored. Every other method (LoRA, full, SMT, SPSFT): a pure obs
 *would* choose there, with SAGE's own functions (`attention_saliency`, the paper's tau / n_min budget at
 SageOptions' defaults) from forward pre-hooks on the decoder layers during the probe forward.
 
+A model without the LLaMA layout (GPT-2: no rotary q/k projections to score with) is not observed: the
+recorder switches itself off at attach and says why in the summary (`saliency_note`).
+
 Writes, on step 1 and every `every`-th step, before that step's forward (the weights it trains with):
 - table saliency: one row per (probe sample, block, real token): step, sample (0..n-1), layer, position,
   token (its text), score (normalised over the block's candidate tokens), selected;
@@ -22,6 +25,7 @@ from torch import nn
 
 from workbench.lm import answer_logits
 from workbench.methods.base import TokenSelection
+from workbench.models.anatomy import LLAMA_LAYOUT
 from workbench.recorders.base import RecorderBase, RecordingSession
 from workbench.recorders.probe import Probe, build_probe, probe_forward
 
@@ -43,10 +47,16 @@ class SaliencyRecorder(RecorderBase):
         self.probe_examples = probe_examples
         self.probe: Probe | None = None
         self.observing: bool | None = None  # None until the first probe shows whether the method selects
+        self.off = ""  # why the recorder is off on this model ("" when it records)
         self._columns: dict[str, Any] = {}
 
     def attach(self, session: RecordingSession) -> None:
         super().attach(session)
+        if not session.anatomy.has(*LLAMA_LAYOUT):  # no method selects tokens there, nothing to observe
+            anatomy = session.anatomy
+            lacking = ", ".join(anatomy.missing)
+            self.off = f"off: the {anatomy.model_type} model lacks the LLaMA layout's {lacking} it scores with"
+            return
         self.probe = build_probe(session, self.probe_examples)
         real = self.probe.batch.attention_mask.bool().cpu()  # (B, n)
         sample, position = real.nonzero(as_tuple=True)  # (T,) each, row-major: sample, then position
@@ -59,7 +69,7 @@ class SaliencyRecorder(RecorderBase):
         }
 
     def on_step_start(self, step: int) -> None:
-        if self.due(step):
+        if self.due(step) and not self.off:
             self._write(step, self._select())
 
     # -- what was chosen ---------------------------------------------------------------------------
@@ -88,7 +98,7 @@ class SaliencyRecorder(RecorderBase):
         """What SAGE (default tau, n_min) would choose in each block during a dense probe forward."""
         from workbench.methods.sage.config import SageOptions
         from workbench.methods.token_sparse.budget import paper_budget, top_selection
-        from workbench.methods.token_sparse.saliency import attention_saliency
+        from workbench.methods.token_sparse.saliency import BlockView
 
         s, batch = self.session, self.probe.batch
         defaults = SageOptions()
@@ -102,8 +112,7 @@ class SaliencyRecorder(RecorderBase):
                 if "position_embeddings" not in kwargs:
                     raise RuntimeError(f"block {index} got no position_embeddings (not a LLaMA-family layer)")
                 cos, sin = kwargs["position_embeddings"]
-                normed = layer.input_layernorm(hidden)
-                scores = attention_saliency(layer.self_attn, normed, cos, sin, real, outputs)  # (B, n)
+                scores = BlockView(layer, index, hidden, cos, sin, real, outputs).attention_scores()  # (B, n)
                 p = int(paper_budget(scores, real, defaults.tau, defaults.n_min).max())
                 found[index] = TokenSelection(index, scores, top_selection(scores, real, outputs, p), p)
 
@@ -154,6 +163,8 @@ class SaliencyRecorder(RecorderBase):
         )
 
     def summary(self) -> dict[str, Any]:
+        if self.off:
+            return {"saliency_note": self.off}
         if self.probe is None or self.observing is None:  # never recorded
             return {}
         source = "observed (what SAGE would choose)" if self.observing else "method"

@@ -25,6 +25,7 @@ class FullFineTuning(MethodDefaults):
     name = "full"
     default_lr = 2e-5
     options_class = FullOptions
+    requires = ()  # any causal LM
     table_options = ()
     color = "#000000"
     tiny_options: dict = {}
@@ -34,7 +35,7 @@ class FullFineTuning(MethodDefaults):
         self.model: nn.Module | None = None
 
     def check(self, anatomy: ModelAnatomy) -> None:
-        """Nothing to check: every LLaMA-family model can be fully fine-tuned."""
+        """Nothing to check: every causal LM can be fully fine-tuned."""
 
     def prepare(self, ctx: PrepareContext) -> None:
         self.model = ctx.model

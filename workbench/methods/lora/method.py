@@ -1,7 +1,8 @@
 """LoRA through the peft library: the baseline every sparse method is compared with.
 
 `apply_lora` and the adapter save / restore / merge are shared with SAGE and TokenTune (base = lora) and
-VeLoRA (a peft LoRA variant: `peft_variant` adds its config).
+VeLoRA (a peft LoRA variant: `peft_variant` adds its config). Runs on any causal LM peft supports: the
+targets come from `lora_targets` (the preset's LLaMA projections, or peft's defaults for the model type).
 """
 
 from __future__ import annotations
@@ -14,19 +15,33 @@ from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dic
 from torch import nn
 
 from workbench.methods.base import MethodDefaults, PrepareContext
-from workbench.methods.lora.config import LORA_TARGETS, LoraOptions, check_lora_rank
+from workbench.methods.lora.config import (
+    LORA_TARGETS,
+    LoraOptions,
+    check_lora_rank,
+    lora_targets,
+    uses_conv1d,
+)
 from workbench.methods.registry import register_method
 from workbench.models.anatomy import ModelAnatomy
 
 
-def apply_lora(model: nn.Module, options: LoraOptions, **variant: Any) -> PeftModel:
-    """Freeze `model` and inject LoRA adapters in place; returns the peft wrapper. `variant`: further
+def apply_lora(
+    model: nn.Module,
+    options: LoraOptions,
+    targets: tuple[str, ...] | None = None,
+    fan_in_fan_out: bool = False,
+    **variant: Any,
+) -> PeftModel:
+    """Freeze `model` and inject LoRA adapters in place; returns the peft wrapper. `targets`: module names
+    (default: the preset's projections); `fan_in_fan_out` for Conv1D targets (GPT-2); `variant`: further
     LoraConfig fields of a peft LoRA variant (e.g. `velora_config`)."""
     config = LoraConfig(
         r=options.r,
         lora_alpha=options.alpha,
         lora_dropout=options.dropout,
-        target_modules=list(LORA_TARGETS[options.targets]),
+        target_modules=list(targets or LORA_TARGETS[options.targets]),
+        fan_in_fan_out=fan_in_fan_out,
         bias="none",
         **variant,
     )
@@ -40,9 +55,22 @@ class LoraAdapterMixin:
 
     peft_model: PeftModel | None
     options: LoraOptions
+    targets: tuple[str, ...] = ()  # the module names adapted (set by `inject`)
 
     def peft_variant(self) -> dict[str, Any]:
         """LoraConfig fields of a peft LoRA variant (none for plain LoRA)."""
+        return {}
+
+    def inject(self, model: nn.Module, anatomy: ModelAnatomy) -> None:
+        """apply_lora on the modules `lora_targets` picks for this model."""
+        self.targets = lora_targets(self.options, anatomy)
+        conv1d = uses_conv1d(self.targets, anatomy)
+        self.peft_model = apply_lora(model, self.options, self.targets, conv1d, **self.peft_variant())
+
+    def resolved_options(self) -> dict[str, Any]:
+        """The modules adapted where they are not the preset's (peft's defaults, e.g. GPT-2's c_attn)."""
+        if self.targets and self.targets != LORA_TARGETS[self.options.targets]:
+            return {"target_modules": list(self.targets)}
         return {}
 
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
@@ -52,7 +80,7 @@ class LoraAdapterMixin:
         return {k: v.detach() for k, v in get_peft_model_state_dict(self.peft_model).items()}
 
     def restore(self, model: nn.Module, anatomy: ModelAnatomy, state: dict[str, torch.Tensor]) -> None:
-        self.peft_model = apply_lora(model, self.options, **self.peft_variant())
+        self.inject(model, anatomy)
         result = set_peft_model_state_dict(self.peft_model, state)
         if result.unexpected_keys:
             raise ValueError(f"adapter state has unexpected keys, e.g. {result.unexpected_keys[:3]}")
@@ -68,6 +96,7 @@ class LoRA(LoraAdapterMixin, MethodDefaults):
     name = "lora"
     default_lr = 2e-4
     options_class = LoraOptions
+    requires = ()  # any causal LM peft supports (see lora_targets)
     table_options = ("r", "targets")
     color = "#0072B2"
     tiny_options = {"r": 4, "dropout": 0.1}  # dropout: recorders must not disturb the RNG stream
@@ -80,4 +109,4 @@ class LoRA(LoraAdapterMixin, MethodDefaults):
         check_lora_rank(self.options, anatomy)
 
     def prepare(self, ctx: PrepareContext) -> None:
-        self.peft_model = apply_lora(ctx.model, self.options, **self.peft_variant())
+        self.inject(ctx.model, ctx.anatomy)

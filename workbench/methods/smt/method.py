@@ -37,7 +37,7 @@ from workbench.methods.smt.scoring import (
     default_block_size,
     select_top_blocks,
 )
-from workbench.models.anatomy import LINEAR_NAMES, MLP_LINEARS, ModelAnatomy
+from workbench.models.anatomy import LINEAR_NAMES, MLP_LINEARS, PROJECTIONS, ModelAnatomy
 from workbench.validation import require
 
 Key = tuple[int, str]  # (transformer block index, projection name)
@@ -52,6 +52,7 @@ class SMT(MethodDefaults):
     # fine-tuning's 2e-5: the blocks are raw weight deltas (no alpha/r scaling), updated by Adam.
     default_lr = 1e-4
     options_class = SMTOptions
+    requires = (PROJECTIONS,)  # the q/k/v/o and MLP Linear layers by name
     table_options = ("budget", "targets", "selection")
     color = "#009E73"
     tiny_options = {"warmup_steps": 2, "block_size": 16, "budget_blocks": 6}

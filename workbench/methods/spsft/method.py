@@ -20,7 +20,7 @@ from workbench.methods.registry import register_method
 from workbench.methods.spsft.config import SPSFTOptions
 from workbench.methods.spsft.importance import compute_importance, top_rows
 from workbench.methods.spsft.layer import RowSparseLinear
-from workbench.models.anatomy import ModelAnatomy
+from workbench.models.anatomy import PROJECTIONS, ModelAnatomy
 
 # adapter_state keys: "<linear path>.<suffix>", e.g. "model.layers.3.mlp.down_proj.weight_f"
 ROWS, WEIGHT_F, SCORES = "rows", "weight_f", "scores"
@@ -33,6 +33,7 @@ class SPSFT(MethodDefaults):
     name = "spsft"
     default_lr = 2e-5  # the paper's Llama setting (LoRA 1e-4 there), linear decay after 3% warm-up
     options_class = SPSFTOptions
+    requires = (PROJECTIONS,)  # the q/k/v/o and MLP Linear layers by name
     table_options = ("rank", "ratio", "importance")
     color = "#CC79A7"
     tiny_options = {"rank": 4, "importance": "taylor", "importance_batches": 2}

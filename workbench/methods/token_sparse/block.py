@@ -2,7 +2,8 @@
 
 Two block forwards, both calling the block's own modules (norms, q/k/v/o projections, MLP: plain Linear
 or peft LoRA layers alike), RoPE through the model's `apply_rotary_pos_emb`, masks built here from the
-batch's 2-D mask:
+batch's 2-D mask, in the block's own style (models/anatomy.py: pre-norm as LLaMA, sandwich norms as
+Gemma 2 with its soft-capped attention, post-norms as OLMo 2; q/k norms as Qwen3 and OLMo 2):
 
 - `sparse_backward_block` (every block outside the aligned set): the forward *values* are the dense
   ones; only the kept tokens S carry gradient through the block. Selected queries attend to all keys;
@@ -45,12 +46,15 @@ from workbench.methods.token_sparse.budget import TokenSelector
 from workbench.methods.token_sparse.saliency import (
     BlockView,
     allowed_keys,
+    attention_input,
     attention_probs,
     compact_order,
     gather_rows,
+    project_heads,
     project_queries,
     rope_function,
     sliding_window,
+    softcap,
 )
 from workbench.models.anatomy import ModelAnatomy
 from workbench.models.checkpointing import checkpointing_on
@@ -66,28 +70,24 @@ def attend(
     """Attention output before o_proj, (B, m, H*hd), for q (B, H, m, hd), k/v (B, Hkv, N, hd).
 
     allowed (B, 1, m, N) bool. Models loaded with sdpa use scaled_dot_product_attention (so memory
-    comparisons keep the kernel family); otherwise the eager math of transformers, without copying K/V
-    per query group. Masked entries get the dtype's minimum rather than -inf, as transformers does, so a
-    row with no allowed key (a padding slot) stays finite.
+    comparisons keep the kernel family); otherwise, and for soft-capped scores (Gemma 2, which sdpa cannot
+    compute), the eager math of transformers, without copying K/V per query group. Masked entries get the
+    dtype's minimum rather than -inf, as transformers does, so a row with no allowed key (a padding slot)
+    stays finite.
     """
     b, h, m, hd = q.shape
-    if getattr(attn.config, "_attn_implementation", "eager") == "sdpa":
+    cap = softcap(attn)
+    if getattr(attn.config, "_attn_implementation", "eager") == "sdpa" and cap is None:
         bias = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device)
         bias = bias.masked_fill(~allowed, torch.finfo(q.dtype).min)  # (B, 1, m, N)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias, scale=attn.scaling, enable_gqa=k.shape[1] != h
         )  # (B, H, m, hd)
     else:
-        probs = attention_probs(q, k, allowed, attn.scaling).to(q.dtype)  # (B, Hkv, g, m, N)
+        probs = attention_probs(q, k, allowed, attn.scaling, cap).to(q.dtype)  # (B, Hkv, g, m, N)
         hkv, g, n_keys = k.shape[1], h // k.shape[1], k.shape[2]
         out = torch.matmul(probs.view(b, hkv, g * m, n_keys), v).view(b, h, m, hd)  # (B, H, m, hd)
     return out.transpose(1, 2).reshape(b, m, h * hd)
-
-
-def _heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
-    """(B, m, heads*hd) -> (B, heads, m, hd)."""
-    b, m, width = x.shape
-    return x.view(b, m, width // head_dim, head_dim).transpose(1, 2)  # no -1: m may be 0
 
 
 def _gather_heads(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -97,8 +97,19 @@ def _gather_heads(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def _mlp_delta(layer: nn.Module, hidden: torch.Tensor, attn_out: torch.Tensor) -> torch.Tensor:
-    """The block's contribution F(h) = a + MLP(norm(h + a)) given its attention output a, (B, m, d)."""
-    return attn_out + layer.mlp(layer.post_attention_layernorm(hidden + attn_out))
+    """The block's contribution F(h), (B, m, d), given its attention output a (after o_proj).
+
+    Pre-norm (LLaMA): a + MLP(post_attention(h + a)). Sandwich (Gemma 2/3) and post-norm (OLMo 2)
+    normalise a (post_attention) and the MLP's output (post_feedforward); sandwich also the MLP's input
+    (pre_feedforward): a' + post_feedforward(MLP(pre_feedforward(h + a'))) with a' = post_attention(a).
+    """
+    post_mlp = getattr(layer, "post_feedforward_layernorm", None)
+    if post_mlp is None:
+        return attn_out + layer.mlp(layer.post_attention_layernorm(hidden + attn_out))
+    a = layer.post_attention_layernorm(attn_out)
+    mid = hidden + a
+    pre_mlp = getattr(layer, "pre_feedforward_layernorm", None)
+    return a + post_mlp(layer.mlp(mid if pre_mlp is None else pre_mlp(mid)))
 
 
 # ---- the two sparse block forwards --------------------------------------------------------------------
@@ -112,7 +123,7 @@ def sparse_backward_block(view: BlockView, selected: torch.Tensor) -> torch.Tens
     from the slots' original positions, so nothing is scattered until the output.
     """
     layer, attn, h = view.layer, view.attn, view.hidden
-    hd, window = attn.head_dim, sliding_window(attn)
+    window = sliding_window(attn)
     rope = rope_function(attn)
     order, valid, p = compact_order(selected)  # order (B, n); valid (B, p)
     sel, rest = order[:, :p], order[:, p:]  # (B, p), (B, n - p) positions
@@ -122,15 +133,15 @@ def sparse_backward_block(view: BlockView, selected: torch.Tensor) -> torch.Tens
     with torch.no_grad():
         normed_rest = gather_rows(view.normed, rest)  # (B, n-p, d)
         k_rest = _gather_heads(view.keys, rest)  # (B, Hkv, n-p, hd)
-        v_rest = _heads(attn.v_proj(normed_rest), hd)  # (B, Hkv, n-p, hd)
+        v_rest = project_heads(attn, "v", normed_rest)  # (B, Hkv, n-p, hd)
 
     # Selected tokens: the compact path autograd records. RoPE is applied here, *with* gradient, so
     # q_proj / k_proj get their gradient (the authors rotated under no_grad and lost it).
     hs = gather_rows(h, sel)  # (B, p, d)
-    normed = layer.input_layernorm(hs)
-    q = _heads(attn.q_proj(normed), hd)  # (B, H, p, hd)
-    k = _heads(attn.k_proj(normed), hd)  # (B, Hkv, p, hd)
-    v = _heads(attn.v_proj(normed), hd)
+    normed = attention_input(layer, hs)
+    q = project_heads(attn, "q", normed)  # (B, H, p, hd)
+    k = project_heads(attn, "k", normed)  # (B, Hkv, p, hd)
+    v = project_heads(attn, "v", normed)
     q, k = rope(q, k, gather_rows(view.cos, sel), gather_rows(view.sin, sel))
     # Slots past a row's count hold unselected tokens (rows keep different numbers): constants as well.
     slot_ok = valid[:, None, :, None]  # (B, 1, p, 1)
@@ -167,21 +178,68 @@ def sparse_forward_block(view: BlockView, selected: torch.Tensor) -> torch.Tenso
     mask rows and columns from their original positions); every other token bypasses the block unchanged.
     """
     layer, attn, h = view.layer, view.attn, view.hidden
-    hd, window = attn.head_dim, sliding_window(attn)
+    window = sliding_window(attn)
     order, valid, p = compact_order(selected)
     if p == 0:
         return h
     sel = order[:, :p]  # (B, p) positions, ascending within the valid slots
     hs = gather_rows(h, sel)  # (B, p, d)
-    normed = layer.input_layernorm(hs)
-    q = _heads(attn.q_proj(normed), hd)  # (B, H, p, hd)
-    k = _heads(attn.k_proj(normed), hd)  # (B, Hkv, p, hd)
-    v = _heads(attn.v_proj(normed), hd)
+    normed = attention_input(layer, hs)
+    q = project_heads(attn, "q", normed)  # (B, H, p, hd)
+    k = project_heads(attn, "k", normed)  # (B, Hkv, p, hd)
+    v = project_heads(attn, "v", normed)
     q, k = rope_function(attn)(q, k, gather_rows(view.cos, sel), gather_rows(view.sin, sel))
     a = attn.o_proj(attend(attn, q, k, v, allowed_keys(sel, sel, valid, window)))  # keys: valid slots only
     out = hs + _mlp_delta(layer, hs, a)  # (B, p, d)
     out = torch.where(valid[..., None], out, hs)  # filler slots pass unchanged
     return h.scatter(1, sel[..., None].expand_as(out), out)
+
+
+@torch.no_grad()
+def reproduction_gaps(anatomy: ModelAnatomy, length: int = 8) -> dict[str, float]:
+    """Per decoder layer (by path): how far the sparse block's forward values are from the layer's own.
+
+    One probe sequence of `length` tokens through the decoder in eval mode; each layer's input, cos/sin
+    and output are caught by a hook, and `sparse_backward_block` runs on that input with every other token
+    selected (both its paths). The gap is the largest difference relative to the largest output entry:
+    rounding-level for a layer the block styles describe, large for one that computes something else.
+    """
+    model = anatomy.model
+    embeddings = model.get_input_embeddings()
+    device = embeddings.weight.device
+    ids = ((torch.arange(length, device=device) * 37 + 5) % embeddings.num_embeddings)[None]  # (1, n)
+    seen: dict[int, tuple] = {}
+
+    def catch(index: int) -> Callable:
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output) -> None:
+            hidden = args[0] if args else kwargs["hidden_states"]
+            out = output[0] if isinstance(output, tuple) else output
+            seen[index] = (hidden, kwargs.get("position_embeddings"), out)
+
+        return hook
+
+    handles = [b.module.register_forward_hook(catch(b.index), with_kwargs=True) for b in anatomy.blocks]
+    training = {module: module.training for module in model.modules()}
+    try:
+        model.eval()
+        anatomy.decoder(input_ids=ids, use_cache=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, mode in training.items():
+            module.training = mode
+    real = torch.ones(1, length, dtype=torch.bool, device=device)
+    outputs = torch.zeros_like(real)
+    outputs[:, -1] = True
+    selected = (torch.arange(length, device=device) % 2 == 0)[None] | outputs  # (1, n)
+    gaps = {}
+    for block in anatomy.blocks:
+        hidden, (cos, sin), want = seen[block.index]
+        view = BlockView(block.module, block.index, hidden, cos, sin, real, outputs)
+        got = sparse_backward_block(view, selected)
+        scale = want.abs().max().float().clamp(min=torch.finfo(torch.float32).tiny)
+        gaps[block.path] = ((got - want).abs().max().float() / scale).item()
+    return gaps
 
 
 # ---- switching it on per training forward -------------------------------------------------------------
@@ -264,7 +322,7 @@ class SparseBlocks:
             return original(*args, **kwargs)
         bound = self._signatures[index].bind(*args, **kwargs).arguments
         hidden = bound["hidden_states"]
-        cache = bound.get("past_key_values")
+        cache = bound.get("cache", bound.get("past_key_values"))  # renamed in transformers 5
         if cache is not None and cache.get_seq_length() > 0:  # an empty cache is merely left empty
             raise RuntimeError(
                 "the sparse training forward cannot continue from a KV cache (use_cache=False)"

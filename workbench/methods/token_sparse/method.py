@@ -40,36 +40,37 @@ from workbench.data.batch import Batch
 from workbench.methods.base import PrepareContext, Selection
 from workbench.methods.full import FullFineTuning, FullOptions
 from workbench.methods.lora import LoRA
-from workbench.methods.token_sparse.block import SparseBlocks
+from workbench.methods.token_sparse.block import SparseBlocks, reproduction_gaps
 from workbench.methods.token_sparse.budget import TokenSelector
 from workbench.methods.token_sparse.options import TokenSparseOptions
-from workbench.models.anatomy import ATTENTION_LINEARS, ModelAnatomy
+from workbench.models.anatomy import LLAMA_LAYOUT, ModelAnatomy
 from workbench.validation import require
 
-# The sparse block re-runs the pre-norm LLaMA block (norm -> attention -> residual -> norm -> MLP ->
-# residual) from the block's own modules. Gemma3 adds q/k norms, extra block norms and logit soft-capping:
-# not supported by this block yet.
-SPARSE_BLOCK_MODEL_TYPES = ("llama", "qwen2", "mistral")
-_BLOCK_PARTS = ("self_attn", "mlp", "input_layernorm", "post_attention_layernorm")
+# Tolerance of `reproduction_gaps` (relative): rounding of a re-ordered but equal computation.
+REPRODUCTION_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-9}  # half precision: 2e-2
 
 
 def check_sparse_block_layout(anatomy: ModelAnatomy, method: str) -> None:
-    """ConfigError unless every block has the attention layout the sparse block re-runs."""
-    require(
-        anatomy.model_type in SPARSE_BLOCK_MODEL_TYPES,
-        f"{method} runs its sparse block on model types {', '.join(SPARSE_BLOCK_MODEL_TYPES)}; "
-        f"got {anatomy.model_type!r}",
-    )
-    for block in anatomy.blocks:
-        missing = [part for part in _BLOCK_PARTS if not hasattr(block.module, part)]
-        missing += [
-            name for name in ATTENTION_LINEARS if not hasattr(getattr(block.module, "self_attn", None), name)
-        ]
-        require(
-            not missing, f"{method}: block {block.path} lacks {', '.join(missing)} (LLaMA attention layout)"
-        )
+    """ConfigError unless the sparse block can re-run every decoder layer of the model.
+
+    The layer needs the LLaMA layout (projections, a known norm arrangement, rotary attention; the
+    anatomy names what is missing) and no attention dropout; then the sparse block must reproduce each
+    layer's own output on a probe sequence (`reproduction_gaps`), which catches what a layer computes
+    beyond the block styles (e.g. Granite's residual multiplier).
+    """
+    anatomy.require(LLAMA_LAYOUT, method)
     dropout = getattr(anatomy.model.config, "attention_dropout", 0.0) or 0.0
     require(dropout == 0, f"{method}'s sparse attention has no attention dropout; the model sets {dropout}")
+    dtype = anatomy.model.get_input_embeddings().weight.dtype
+    tolerance = REPRODUCTION_TOLERANCE.get(dtype, 2e-2)
+    gaps = reproduction_gaps(anatomy)
+    worst = max(gaps, key=gaps.get)
+    require(
+        gaps[worst] <= tolerance,
+        f"{method}'s sparse block does not reproduce the decoder layers of this {anatomy.model_type} model "
+        f"(relative difference {gaps[worst]:.2g} at {worst}, tolerance {tolerance:g}): the layer computes "
+        f"something beyond the {anatomy.block_style} block it re-implements",
+    )
 
 
 SelectorFactory = Callable[[torch.Generator], TokenSelector]  # the method's random generator -> selector
@@ -82,6 +83,7 @@ class TokenSparseMethod:
     """
 
     name: ClassVar[str]
+    requires = LLAMA_LAYOUT  # the sparse block re-runs the whole decoder layer
     default_lr = LoRA.default_lr  # an instance takes its base's (2e-4 for LoRA, 2e-5 for full training)
 
     def __init__(self, options: TokenSparseOptions, selector: SelectorFactory, align_layers: int = 0) -> None:

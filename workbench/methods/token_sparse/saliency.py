@@ -8,6 +8,11 @@ model shares them, causal and padding masks built here from the 2-D mask (the mo
 when a batch has no padding: relying on it lets future tokens leak, a defect of the authors' code).
 Only the rows of Y are computed (q_Y K^T, (B, H, |Y|, n)); the (B, H, n, n) matrix is never built.
 
+The block styles of the LLaMA layout (models/anatomy.py) enter here once: the attention reads
+input_layernorm(h), or h itself in a post-norm block (OLMo 2, `attention_input`); queries and keys pass
+the attention's q/k norm where it has one, over each head (Qwen3, Gemma 3) or over all heads (OLMo 2,
+`project_heads`); attention scores are soft-capped where the attention says so (Gemma 2, `softcap`).
+
 The same functions serve a recorder that observes LoRA / full runs (`attention_saliency`).
 """
 
@@ -40,6 +45,31 @@ def sliding_window(attn: nn.Module) -> int | None:
     if hasattr(attn, "sliding_window"):  # Qwen2: per layer (None on full-attention layers)
         return attn.sliding_window
     return getattr(getattr(attn, "config", None), "sliding_window", None)  # Mistral: from the config
+
+
+def softcap(attn: nn.Module) -> float | None:
+    """The attention's logit soft-cap c (scores -> c * tanh(scores / c), Gemma 2), None without one."""
+    return getattr(attn, "attn_logit_softcapping", None)
+
+
+def attention_input(layer: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """What the block's attention reads: input_layernorm(h), or h itself in a post-norm block (OLMo 2)."""
+    norm = getattr(layer, "input_layernorm", None)
+    return hidden if norm is None else norm(hidden)
+
+
+def project_heads(attn: nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
+    """(B, m, d) -> (B, heads, m, hd) through `{name}_proj` (name q, k or v), then the attention's
+    `{name}_norm` where it has one: over all heads' features before the split (OLMo 2) or over each head's
+    hd features after it (Qwen3, Gemma 3). No RoPE here."""
+    b, m, _ = x.shape
+    y = getattr(attn, f"{name}_proj")(x)  # (B, m, heads*hd)
+    norm = getattr(attn, f"{name}_norm", None)
+    per_head = norm is not None and norm.weight.shape[-1] == attn.head_dim
+    if norm is not None and not per_head:
+        y = norm(y)
+    heads = y.view(b, m, y.shape[-1] // attn.head_dim, attn.head_dim).transpose(1, 2)  # no -1: m may be 0
+    return norm(heads) if per_head else heads
 
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -81,17 +111,22 @@ def allowed_keys(
     return (ok & key_ok[:, None, :])[:, None]  # (B, 1, m, k)
 
 
-def attention_probs(q: torch.Tensor, k: torch.Tensor, allowed: torch.Tensor, scaling: float) -> torch.Tensor:
+def attention_probs(
+    q: torch.Tensor, k: torch.Tensor, allowed: torch.Tensor, scaling: float, cap: float | None = None
+) -> torch.Tensor:
     """Softmax attention probabilities with grouped K/V, never repeating K in memory.
 
     q (B, H, m, hd), k (B, Hkv, n, hd), allowed (B, 1, m, n) -> (B, Hkv, g, m, n) with g = H / Hkv;
-    query head h = kv_head * g + r, as transformers' repeat_kv lays them out. The softmax runs in at
-    least float32, as the model's eager attention does (float64 stays float64).
+    query head h = kv_head * g + r, as transformers' repeat_kv lays them out. `cap`: the scores' soft-cap
+    (Gemma 2), applied before the mask as the model does. The softmax runs in at least float32, as the
+    model's eager attention does (float64 stays float64).
     """
     b, h, m, hd = q.shape
     hkv = k.shape[1]
     g = h // hkv
     scores = torch.matmul(q.reshape(b, hkv, g * m, hd), k.transpose(-1, -2)) * scaling  # (B, Hkv, g*m, n)
+    if cap is not None:
+        scores = torch.tanh(scores / cap) * cap
     scores = scores.view(b, hkv, g, m, -1)
     scores = scores.masked_fill(~allowed[:, :, None], torch.finfo(scores.dtype).min)
     dtype = torch.promote_types(q.dtype, torch.float32)
@@ -101,10 +136,9 @@ def attention_probs(q: torch.Tensor, k: torch.Tensor, allowed: torch.Tensor, sca
 def project_keys(
     attn: nn.Module, hidden_normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
 ) -> torch.Tensor:
-    """Rotated keys (B, Hkv, n, hd) of the block: k_proj (whatever module is there), then the model's RoPE."""
-    b, n, _ = hidden_normed.shape
-    k = attn.k_proj(hidden_normed)
-    k = k.view(b, n, k.shape[-1] // attn.head_dim, attn.head_dim).transpose(1, 2)  # (B, Hkv, n, hd)
+    """Rotated keys (B, Hkv, n, hd) of the block: k_proj (whatever module is there) and any k norm, then
+    the model's RoPE."""
+    k = project_heads(attn, "k", hidden_normed)  # (B, Hkv, n, hd)
     rope = rope_function(attn)
     return rope(k, k, cos, sin)[1]
 
@@ -113,9 +147,7 @@ def project_queries(
     attn: nn.Module, hidden_normed: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
 ) -> torch.Tensor:
     """Rotated queries (B, H, m, hd) of the rows given (hidden_normed, cos, sin all (B, m, .))."""
-    b, m, _ = hidden_normed.shape
-    q = attn.q_proj(hidden_normed)
-    q = q.view(b, m, q.shape[-1] // attn.head_dim, attn.head_dim).transpose(1, 2)  # (B, H, m, hd); m may be 0
+    q = project_heads(attn, "q", hidden_normed)  # (B, H, m, hd); m may be 0
     rope = rope_function(attn)
     return rope(q, q, cos, sin)[0]
 
@@ -161,7 +193,7 @@ def output_attention_mass(
             attn, gather_rows(hidden_normed, rows), gather_rows(cos, rows), gather_rows(sin, rows)
         )
         allowed = allowed_keys(rows, positions, candidates, window)  # (B, 1, c, n)
-        probs = attention_probs(q, keys, allowed, attn.scaling)  # (B, Hkv, g, c, n)
+        probs = attention_probs(q, keys, allowed, attn.scaling, softcap(attn))  # (B, Hkv, g, c, n)
         row_ok = valid[:, start:stop].to(dtype)  # (B, c): padded rows count for nothing
         total += torch.einsum("bkgcn,bc->bn", probs, row_ok)
     return total
@@ -180,7 +212,7 @@ def attention_saliency(
     """SAGE's saliency (Eq. 3) of one block, normalised to sum 1 over real tokens: (B, n) float.
 
     attn: the block's self-attention (q_proj / k_proj may be peft LoRA layers or plain Linear);
-    hidden_normed (B, n, d): the block input after input_layernorm; cos, sin (B, n, hd): the rotary
+    hidden_normed (B, n, d): what the attention reads (`attention_input`); cos, sin (B, n, hd): the rotary
     embedding the decoder passes to its layers; attention_mask (B, n): 1 = real token (in aligned blocks:
     the tokens still passing through); output_mask (B, n) bool: the output tokens Y.
     `num_kv_groups` (H / Hkv) is read from the module; passing it only checks it.
@@ -255,10 +287,10 @@ class BlockView:
 
     @property
     def normed(self) -> torch.Tensor:
-        """input_layernorm(hidden) without gradient, (B, n, d)."""
+        """What the attention reads (`attention_input`) without gradient, (B, n, d)."""
         if self._normed is None:
             with torch.no_grad():
-                self._normed = self.layer.input_layernorm(self.hidden)
+                self._normed = attention_input(self.layer, self.hidden)
         return self._normed
 
     @property

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from peft import VeloraConfig
 
 from workbench.errors import ConfigError
-from workbench.methods.lora.config import LORA_TARGETS, LoraOptions, check_lora_rank
+from workbench.methods.lora.config import LoraOptions, check_lora_rank, lora_targets, target_shapes
 from workbench.models.anatomy import ModelAnatomy
 from workbench.validation import require
 
@@ -41,8 +41,7 @@ class VeloraOptions(LoraOptions):
 def check_velora(options: VeloraOptions, anatomy: ModelAnatomy) -> None:
     """The LoRA rank check, and no more groups than a targeted layer has input features."""
     check_lora_rank(options, anatomy)
-    for name in LORA_TARGETS[options.targets]:
-        in_features = anatomy.linear_shapes()[name][1]
+    for name, (_, in_features) in target_shapes(lora_targets(options, anatomy), anatomy).items():
         require(
             options.num_groups <= in_features,
             f"method.num_groups={options.num_groups} exceeds the {in_features} input features of {name}; "
