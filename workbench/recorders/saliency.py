@@ -55,7 +55,9 @@ class SaliencyRecorder(RecorderBase):
         if not session.anatomy.has(*LLAMA_LAYOUT):  # no method selects tokens there, nothing to observe
             anatomy = session.anatomy
             lacking = ", ".join(anatomy.missing)
-            self.off = f"off: the {anatomy.model_type} model lacks the LLaMA layout's {lacking} it scores with"
+            self.off = (
+                f"off: the {anatomy.model_type} model lacks the LLaMA layout's {lacking} it scores with"
+            )
             return
         self.probe = build_probe(session, self.probe_examples)
         real = self.probe.batch.attention_mask.bool().cpu()  # (B, n)

@@ -47,7 +47,7 @@ from workbench.models.anatomy import LLAMA_LAYOUT, ModelAnatomy
 from workbench.validation import require
 
 # Tolerance of `reproduction_gaps` (relative): rounding of a re-ordered but equal computation.
-REPRODUCTION_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-9}  # half precision: 2e-2
+REPRODUCTION_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-6}  # half precision: 5e-2
 
 
 def check_sparse_block_layout(anatomy: ModelAnatomy, method: str) -> None:
@@ -62,7 +62,7 @@ def check_sparse_block_layout(anatomy: ModelAnatomy, method: str) -> None:
     dropout = getattr(anatomy.model.config, "attention_dropout", 0.0) or 0.0
     require(dropout == 0, f"{method}'s sparse attention has no attention dropout; the model sets {dropout}")
     dtype = anatomy.model.get_input_embeddings().weight.dtype
-    tolerance = REPRODUCTION_TOLERANCE.get(dtype, 2e-2)
+    tolerance = REPRODUCTION_TOLERANCE.get(dtype, 5e-2)
     gaps = reproduction_gaps(anatomy)
     worst = max(gaps, key=gaps.get)
     require(
