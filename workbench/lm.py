@@ -4,8 +4,8 @@ Every method runs through `answer_logits`, so no method carries the (B, n, vocab
 activations (49,152 wide for SmolLM2): that would hide the differences the workbench measures.
 
 The decoder is the model's base model (LLaMA's `model.model`, GPT-2's `model.transformer`) and the head
-its output embedding, with what the model's own forward does after it (Granite's logit scaling,
-Gemma 2's logit soft-capping). `head_mismatch` checks on a probe that this equals the model's own
+its output embedding, with what the model's own forward does after it (Granite's and Cohere's logit
+scaling, Gemma 2's logit soft-capping). `head_mismatch` checks on a probe that this equals the model's own
 logits and that the model is causal (the loader refuses a model that fails it).
 """
 
@@ -36,6 +36,9 @@ def head_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     scaling = getattr(config, "logits_scaling", None)  # Granite divides its logits
     if scaling is not None and scaling != 1:
         logits = logits / scaling
+    scale = getattr(config, "logit_scale", None)  # Cohere multiplies them
+    if scale is not None and scale != 1:
+        logits = logits * scale
     cap = getattr(config, "final_logit_softcapping", None)  # Gemma 2 soft-caps them
     if cap is not None:
         logits = torch.tanh(logits / cap) * cap

@@ -190,6 +190,8 @@ def test_a_head_the_workbench_does_not_reproduce_is_refused(tmp_path):
 def test_head_check_finds_softcapping_and_non_causal_models(monkeypatch):
     gemma = tiny_model("gemma2", **{"final_logit_softcapping": 2.0}).eval()  # strong: logits near +-2
     assert head_mismatch(gemma) is None  # answer_logits soft-caps as the model does
+    assert head_mismatch(tiny_model("cohere").eval()) is None  # scales its logits by 1/16
+    assert head_mismatch(tiny_model("granite", logits_scaling=4.0).eval()) is None  # divides them by 4
     model = tiny_model("llama").eval()
     forward = model.model.forward
 
