@@ -226,7 +226,11 @@ def test_warmup_runs_in_its_own_phase() -> None:
 def test_activation_selection() -> None:
     method, model, before = prepared(selection="activation", budget_blocks=6)
     grids = method.selection()
-    assert sum(int(g.selected.sum()) for g in grids) == 6
+    # q/k/v of a block read one input, so their channel scores tie; the authors' order gives the tie to
+    # v. A column of v costs 4 blocks of 8 (k/v have 32 rows), so 6 blocks buy one whole column.
+    chosen = [g for g in grids if g.selected.any()]
+    assert [g.module for g in chosen] == ["v_proj"] and int(chosen[0].selected.sum()) == 4
+    assert chosen[0].selected.all(dim=0).sum() == 1  # one whole column, every row block
     for g in grids:
         assert (g.scores == g.scores[:1]).all()  # one score per input column block
     assert all(g.phase_grad_stats == {} for g in grids)
@@ -234,6 +238,37 @@ def test_activation_selection() -> None:
         name = name.replace(".base_layer.weight", ".weight")
         if not name.endswith(".blocks"):
             assert torch.equal(p, before[name]), name
+
+
+def test_activation_selection_scores_channels_by_mean_abs_input() -> None:
+    model = tiny_model("llama")
+    inputs: dict[int, list[torch.Tensor]] = {}
+    hooks = [
+        block.self_attn.v_proj.register_forward_pre_hook(
+            lambda m, args, i=i: inputs.setdefault(i, []).append(args[0].detach())
+        )
+        for i, block in enumerate(model.model.layers)
+    ]
+    method = SMT(SMTOptions(block_size=8, budget_blocks=4, warmup_steps=2, selection="activation"))
+    ctx = make_context(model)
+    batches = list(itertools.islice(random_batches(0), 2))
+    ctx.batches = iter(batches)
+    method.prepare(ctx)
+    for hook in hooks:
+        hook.remove()
+    for grid in method.selection():
+        if grid.module != "v_proj":
+            continue
+        per_batch = []
+        for x, batch in zip(inputs[grid.block], batches, strict=True):
+            per_batch.append(x[batch.attention_mask.bool()].abs().mean(dim=0))  # mean |x| of real tokens
+        channel = torch.stack(per_batch).mean(dim=0)
+        torch.testing.assert_close(grid.scores[0], channel.reshape(-1, 8).mean(dim=1))
+
+
+def test_activation_selection_needs_a_budget_for_one_column() -> None:
+    with pytest.raises(ConfigError, match="whole input channels"):
+        SMT(SMTOptions(block_size=8, budget_blocks=3, selection="activation")).check(anatomy_of(tiny_model()))
 
 
 def test_export_round_trip(tmp_path) -> None:
