@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import itertools
 from collections.abc import Iterator
 
@@ -16,7 +17,7 @@ from workbench.data.batch import IGNORE_INDEX, Batch
 from workbench.errors import ConfigError
 from workbench.lm import answer_logits, answer_loss
 from workbench.methods import METHODS
-from workbench.methods.base import BlockGridSelection, PrepareContext, unswap_linears
+from workbench.methods.base import BlockGridSelection, PhaseTraining, PrepareContext, unswap_linears
 from workbench.methods.smt import SMT, SMTOptions, SparseBlockLinear
 from workbench.models.anatomy import anatomy_of
 from workbench.models.tiny import TINY_VOCAB, tiny_model
@@ -375,3 +376,77 @@ def test_per_matrix_equal_gives_each_matrix_the_same_count() -> None:
     assert {int(g.selected.sum()) for g in method.selection()} == {2}
     with pytest.raises(ConfigError, match="per_matrix_equal gives up to 34 of the 400 blocks.*holds 32"):
         prepared(scope="per_matrix_equal", budget_blocks=400)  # k/v matrices hold 32 blocks of 8 x 8
+
+
+def test_warmup_is_a_training_run_with_accumulation_clipping_and_the_schedule() -> None:
+    """Each warm-up step takes grad_accum micro-batches, clips, and steps AdamW on the run's schedule:
+    the same weights as that loop written out by hand on a copy of the model."""
+    model = tiny_model("llama")
+    reference = copy.deepcopy(model)
+    training = PhaseTraining(grad_accum=2, max_grad_norm=0.05, warmup_ratio=0.5, weight_decay=0.1)
+    ctx = dataclasses.replace(make_context(model), training=training)
+    method = SMT(SMTOptions(block_size=8, budget_blocks=4, warmup_steps=4, warmup_lr=1e-3))
+    method.prepare(ctx)
+
+    targets = [anatomy_of(reference).blocks[i].linear(n).weight for i in range(4) for n in QKV]
+    reference.requires_grad_(False)
+    for w in targets:
+        w.requires_grad_(True)
+    optimizer = torch.optim.AdamW(targets, lr=1e-3, weight_decay=0.1)
+    lrs = [1e-3 * f for f in (1 / 3, 2 / 3, 1.0, 0.5)]  # 2 warm-up steps of 4, then linear decay
+    batches = random_batches(0)
+    for lr in lrs:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        for _ in range(2):
+            (answer_loss(reference, next(batches)) / 2).backward()
+        torch.nn.utils.clip_grad_norm_(targets, 0.05)
+        optimizer.step()
+        optimizer.zero_grad()
+    for i in range(4):
+        for n in QKV:
+            torch.testing.assert_close(
+                target_weight(model, i, n),
+                anatomy_of(reference).blocks[i].linear(n).weight,
+                rtol=0,
+                atol=1e-6,
+            )
+
+
+def test_warmup_scope_model_tunes_every_weight_and_the_state_carries_them() -> None:
+    method, model, before = prepared(warmup_scope="model")
+    changed = {
+        name.replace(".base_layer.", "."): not torch.equal(p, before[name.replace(".base_layer.", ".")])
+        for name, p in model.named_parameters()
+        if not name.endswith(".blocks")
+    }
+    assert all(changed.values()), [n for n, c in changed.items() if not c]
+    train(method, model)
+    state = method.adapter_state()
+    assert {k for k in state if k.startswith("warmup.")} == {
+        f"warmup.{n}" for n in changed if not any(f".{q}." in n for q in QKV)
+    }
+    batch = next(random_batches(seed=11))
+    with torch.no_grad():
+        expected = answer_logits(model, batch)
+    fresh = tiny_model("llama")
+    SMT(method.options).restore(fresh, anatomy_of(fresh), state)
+    with torch.no_grad():
+        torch.testing.assert_close(answer_logits(fresh, batch), expected, rtol=0, atol=1e-6)
+
+
+def test_warmup_scope_model_needs_an_updating_gradient_warmup() -> None:
+    with pytest.raises(ConfigError, match="warmup_scope='model'"):
+        SMTOptions(warmup_scope="model", selection="activation")
+    with pytest.raises(ConfigError, match="unknown SMT warmup_scope"):
+        SMTOptions(warmup_scope="layers")
+
+
+def test_warmup_reports_each_step_with_what_it_holds() -> None:
+    model = tiny_model("llama")
+    reported: list[set[str]] = []
+    ctx = dataclasses.replace(
+        make_context(model), phase_step=lambda held: reported.append({c for c, *_ in held})
+    )
+    SMT(SMTOptions(block_size=8, budget_blocks=4, warmup_steps=3)).prepare(ctx)
+    assert reported == [{"accumulators", "optimizer_state"}] * 3
