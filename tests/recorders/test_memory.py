@@ -6,6 +6,7 @@ import pytest
 import torch
 from recorder_helpers import METHODS, make_config, prepared_session
 
+from workbench.figures import memory_phases
 from workbench.lm import answer_loss
 from workbench.memory import static_bytes, track_saved_tensors
 from workbench.memory.static import adamw_state_bytes
@@ -13,7 +14,7 @@ from workbench.models.anatomy import LINEAR_NAMES, anatomy_of
 from workbench.models.tiny import tiny_model
 from workbench.recorders import MemoryRecorder, StepInfo
 from workbench.store import RunReader
-from workbench.store.summary import memory_bytes
+from workbench.store.summary import memory_bytes, run_record
 
 
 def test_per_block_rows_sum_to_the_step_total(tiny_task, tmp_path):
@@ -99,6 +100,10 @@ def test_selection_phases_record_their_whole_logical_memory_per_step(recorded):
         peak = run.summary["memory_phase_peak_bytes"][phase]
         assert peak["total_logical"] == per_step.drop(columns="saved_activations").sum(axis=1).max()
         assert peak["saved_activations"] == per_step["saved_activations"].max()
+        assert run_record(run)["selection_peak_bytes"] == peak["total_logical"]  # the study's and app's
+        figure = memory_phases(run.table("memory")).data
+        shown = figure.query(f"phase == '{phase}' and category == 'total_logical'")["bytes"]
+        assert list(shown) == [peak["total_logical"]]
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -24,9 +24,8 @@ the saved activations of the step's largest forward and saved_peak (the largest 
 its backward) per (block, module), the model's params_frozen / params_trainable / gradients, what the
 phase holds besides the model (optimizer_state, master_weights, gradients of fp32 masters, accumulators:
 gradient or input-norm sums) placed by the parameter each serves, and the device peaks of the step. A
-phase that reports no step (an evaluation, "eval"; a plug-in's phase) gets one set of rows at its end:
-the saved activations of its largest forward, saved_peak and the device peaks, at the step the phase
-precedes (0) or the evaluation follows.
+phase that reports no step (an evaluation, "eval"; SPSFT's weight-norm importance; a plug-in's phase)
+gets the same rows once, at its end, at the step the phase precedes (0) or the evaluation follows.
 
 Summary: memory_peak_bytes (largest recorded value per category and source; saved_peak included,
 total_logical = the static categories + saved_peak: what a step holds at its worst moment, the same as
@@ -122,6 +121,19 @@ class MemoryRecorder(RecorderBase):
         self._phase_steps = 0
 
     def on_phase_step(self, name: str, index: int, held: list[HeldTensor]) -> None:
+        self._phase_rows(name, index, held)
+        self._phase_steps += 1
+        reset_device_peaks(self.session.device)
+
+    def on_phase_end(self, name: str, step: int, seconds: float) -> None:
+        if not self._phase_steps:  # a phase that reported no step (eval, l2 importance): one set of rows
+            self._phase_rows(name, step, [])
+        window, self._window = self._window, None
+        window.close()
+
+    def _phase_rows(self, name: str, step: int, held: list[HeldTensor]) -> None:
+        """The phase's rows since its last step: saved tensors of the largest forward, the model's static
+        categories, what the phase holds, device peaks; and its totals into the phase's peaks."""
         saved, live = self._window.take()
         model = self.session.model
         logical = static_bytes_by_location(model)
@@ -134,7 +146,7 @@ class MemoryRecorder(RecorderBase):
         ]
         peaks = self._peaks()
         rows += [(-1, "model", category, nbytes, source) for source, category, nbytes in peaks]
-        self._add(rows, index, name)
+        self._add(rows, step, name)
         totals: dict[str, int] = {}
         for (_, _, category), nbytes in logical.items():
             totals[category] = totals.get(category, 0) + nbytes
@@ -143,20 +155,6 @@ class MemoryRecorder(RecorderBase):
         totals["saved_activations"] = sum(saved.values())
         for source, category, nbytes in peaks:
             totals[category if source == "device" else f"allocator_{category}"] = nbytes
-        self._keep_peaks(self.phase_peak.setdefault(name, {}), totals)
-        self._phase_steps += 1
-        reset_device_peaks(self.session.device)
-
-    def on_phase_end(self, name: str, step: int, seconds: float) -> None:
-        window, self._window = self._window, None
-        saved, live = window.take()
-        window.close()
-        if self._phase_steps:
-            return  # every step wrote its rows
-        rows = _saved_rows(saved) + _saved_rows(live, "saved_peak")
-        rows += [(-1, "model", category, nbytes, source) for source, category, nbytes in self._peaks()]
-        self._add(rows, step, name)
-        totals = {"saved_activations": sum(saved.values()), "saved_peak": sum(live.values())}
         self._keep_peaks(self.phase_peak.setdefault(name, {}), totals)
 
     # -- steps -------------------------------------------------------------------------------------
