@@ -43,7 +43,7 @@ from torch import nn
 
 from workbench.memory import (
     SavedTensorTracker,
-    locate,
+    held_bytes_by_location,
     location_boundaries,
     measure_device_peaks,
     reset_device_peaks,
@@ -137,7 +137,7 @@ class MemoryRecorder(RecorderBase):
         saved, live = self._window.take()
         model = self.session.model
         logical = static_bytes_by_location(model)
-        for location, nbytes in _held_bytes_by_location(model, held).items():
+        for location, nbytes in held_bytes_by_location(model, held).items():
             logical[location] = logical.get(location, 0) + nbytes
         rows = _saved_rows(saved) + _saved_rows(live, "saved_peak")
         rows += [
@@ -257,22 +257,3 @@ def _saved_rows(
     saved: dict[Location, int], category: str = "saved_activations"
 ) -> list[tuple[int, str, str, int, str]]:
     return [(layer, module, category, nbytes, "logical") for (layer, module), nbytes in sorted(saved.items())]
-
-
-def _held_bytes_by_location(model: nn.Module, held: list[HeldTensor]) -> dict[tuple[int, str, str], int]:
-    """Bytes of a phase's held tensors per (block, module kind, category), placed by the parameter each
-    serves (`locate` of its module, as static_bytes_by_location places the parameter); each storage once."""
-    where = {}
-    for name, param in model.named_parameters(remove_duplicate=False):
-        where.setdefault(id(param), locate(name.rpartition(".")[0]))
-    out: dict[tuple[int, str, str], int] = {}
-    seen: set[tuple[str, int]] = set()
-    for category, param, tensor in held:
-        storage = tensor.untyped_storage()
-        key = (str(tensor.device), storage.data_ptr())
-        if key in seen:
-            continue
-        seen.add(key)
-        location = (*where.get(id(param), (-1, "other")), category)
-        out[location] = out.get(location, 0) + storage.nbytes()
-    return out
