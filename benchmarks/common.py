@@ -66,7 +66,8 @@ from workbench.data import (
 )
 from workbench.data.tasks import stable_order
 from workbench.lm import answer_loss
-from workbench.memory import static_bytes, track_saved_tensors
+from workbench.memory import held_bytes_by_location, static_bytes, track_saved_tensors
+from workbench.methods.base import HeldTensor
 from workbench.models import LoadedModel, load_model
 from workbench.orchestration.assembly import prepare_method, setup_run
 from workbench.orchestration.timing_pass import interleaved_rounds, torch_threads
@@ -184,6 +185,13 @@ class PhaseCost:
     cpu_seconds: float = 0.0  # process CPU time (not counting the time other processes hold the cores)
     forwards: int = 0
     saved_bytes: int = 0  # of its first forward (every forward of a phase has the batch's shape)
+    # its largest step's logical memory by category (parameters, gradients, optimizer state, fp32
+    # masters, accumulators as the phase reports them, plus saved_bytes); empty if it reports no step
+    peak: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def peak_total(self) -> int:
+        return sum(self.peak.values())
 
 
 @dataclass
@@ -226,6 +234,16 @@ class _PhaseMeter:
             cost.seconds += time.perf_counter() - start
             cost.cpu_seconds += time.process_time() - start_cpu
             self.current = None
+
+    def step(self, held: list[HeldTensor]) -> None:
+        """`PrepareContext.phase_step`: the step's logical memory; the largest step is kept."""
+        cost = self.phases[self.current]
+        categories = static_bytes(self.model)
+        for (_, _, category), nbytes in held_bytes_by_location(self.model, held).items():
+            categories[category] = categories.get(category, 0) + nbytes
+        categories["saved_activations"] = cost.saved_bytes
+        if sum(categories.values()) > cost.peak_total:
+            cost.peak = categories
 
     def loss(self, batch: Batch) -> torch.Tensor:
         cost = self.phases.get(self.current) if self.current else None
@@ -337,6 +355,7 @@ class Bench:
             setup,
             packed_batches(self.task, self.tokenizer, s.batch_size, length, s.seed + 1),
             phase=meter.phase,
+            phase_step=meter.step,
             loss_fn=meter.loss,
             batches_for=batches_for,
         )

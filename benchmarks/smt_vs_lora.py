@@ -101,20 +101,16 @@ def grad_ratios(p: Prepared) -> dict[str, Any]:
     }
 
 
-def warmup_cost(
-    p: Prepared, lora: dict[str, Any], shapes: dict[str, tuple[int, int]], num_blocks: int
-) -> dict[str, Any]:
+def warmup_cost(p: Prepared, lora: dict[str, Any]) -> dict[str, Any]:
     """The warm-up phase, apart from the steps.
 
     Seconds (wall and CPU), per step relative to a LoRA step (its median from the interleaved rounds),
-    saved bytes of one of its forwards, and the bytes it holds for the q/k/v weights (fp32 gradient,
-    fp32 running sum, two AdamW moments when it updates), computed from the shapes since the phase's
-    optimizer is internal to the method.
+    saved bytes of one of its forwards, and its largest step's whole logical memory as the phase reports
+    it (model parameters, the q/k/v gradients, fp32 running sums, AdamW state when it updates, saved
+    activations), against LoRA's training step.
     """
     phase = p.phases["warmup"]
     steps = max(phase.forwards, 1)
-    numel = num_blocks * sum(shapes[n][0] * shapes[n][1] for n in QKV)
-    per_param = 4 * (2 + (2 if p.method.options.update_during_warmup else 0))
     lora_cpu = statistics.median(lora["step_cpu_seconds_all"])
     return {
         "steps": phase.forwards,
@@ -123,7 +119,9 @@ def warmup_cost(
         "per_step_vs_lora_step": phase.seconds / steps / lora["step_seconds"],
         "cpu_per_step_vs_lora_step": phase.cpu_seconds / steps / lora_cpu,
         "saved_bytes": phase.saved_bytes,
-        "qkv_state_bytes": numel * per_param,
+        "peak_logical_bytes": phase.peak_total,
+        "peak_by_category": dict(phase.peak),
+        "peak_vs_lora_total": phase.peak_total / (sum(lora["static"].values()) + lora["saved_peak_bytes"]),
     }
 
 
@@ -171,8 +169,10 @@ def report(result: dict[str, Any]) -> str:
             f"warm-up (apart): {w['steps']} steps, {w['seconds']:.1f} s wall, {w['cpu_seconds']:.1f} s CPU; "
             f"each {w['per_step_vs_lora_step']:.2f}x a LoRA step "
             f"(CPU {w['cpu_per_step_vs_lora_step']:.2f}x); "
-            f"saved {w['saved_bytes'] / MIB:.1f} MiB per forward; q/k/v grad+sum+AdamW "
-            f"{w['qkv_state_bytes'] / MIB:.1f} MiB",
+            f"saved {w['saved_bytes'] / MIB:.1f} MiB per forward; its whole logical peak "
+            f"{w['peak_logical_bytes'] / MIB:,.1f} MiB ({w['peak_vs_lora_total']:.2f}x LoRA's step: "
+            + ", ".join(f"{c} {b / MIB:,.1f}" for c, b in w["peak_by_category"].items())
+            + ")",
             "allocation: " + ", ".join(f"{m} {a['blocks'][m]} ({a['share'][m]:.1%})" for m in QKV),
             "  chosen share of each matrix's blocks: "
             + ", ".join(f"{m} {a['fraction_of_matrix_chosen'][m]:.1%}" for m in QKV),
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = {
             "length": length,
             "budget": {**budget, "lora_r": LORA_R16["r"], "lora_trainable": lora.trainable_count},
-            "warmup": warmup_cost(smt, rows[0], bench.linear_shapes, bench.num_blocks),
+            "warmup": warmup_cost(smt, rows[0]),
             "allocation": allocation(smt),
             "allocation_at_budgets": allocation_at_budgets(smt, SMALLER_BUDGETS),
             "grad_ratios": grad_ratios(smt),

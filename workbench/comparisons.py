@@ -34,6 +34,11 @@ RATIO_COLUMNS: dict[str, tuple[str, str]] = {
     "step_time": ("step_seconds", "step time"),
     "trainable": ("trainable_parameters", "trainable parameters"),
 }
+# columns averaged over seeds without a ratio: the selection phases' peak (SMT's warm-up, SPSFT's
+# importance), which LoRA has none of
+MEAN_COLUMNS: dict[str, tuple[str, str]] = {
+    "selection_peak": ("selection_peak_bytes", "selection phase peak (total logical)"),
+}
 
 
 def ratio_table(frame: pd.DataFrame, baseline: str = BASELINE, label: str = "name") -> pd.DataFrame:
@@ -47,8 +52,8 @@ def ratio_table(frame: pd.DataFrame, baseline: str = BASELINE, label: str = "nam
     keep += ["accuracy_low", "accuracy_high"]  # the accuracy's 95% interval
     out = frame[keep].copy()
     out["label"] = frame[label] if label in frame else frame["name"]
-    for column, (source, _) in RATIO_COLUMNS.items():
-        out[column] = frame[source]
+    for column, (source, _) in {**RATIO_COLUMNS, **MEAN_COLUMNS}.items():
+        out[column] = frame[source] if source in frame else math.nan
     plain = ~frame["checkpointing"].fillna(False).astype(bool)
     is_reference = (out["method"] == baseline) & (out["status"] == "completed") & plain
     references = out[is_reference].drop_duplicates(["attn", "seed"]).set_index(["attn", "seed"])
@@ -61,10 +66,11 @@ def ratio_table(frame: pd.DataFrame, baseline: str = BASELINE, label: str = "nam
 
 def aggregate_seeds(table: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
     """One row per configuration (`setting`: the runs of one config over seeds) of a `ratio_table`, in
-    first-seen order, from its completed runs: `seeds` (how many), each RATIO_COLUMNS value's mean over
-    seeds and the half-width of its 95% Student-t interval (`<column>_pm`, NaN for one seed), the same
-    for the ratio to the baseline of the same seed (`<column>_vs_<baseline>`, `..._pm`); the accuracy's
-    interval (`accuracy_low`/`high`) is the one over seeds, or the Wilson interval of a single run;
+    first-seen order, from its completed runs: `seeds` (how many), each RATIO_COLUMNS and MEAN_COLUMNS
+    value's mean over seeds and the half-width of its 95% Student-t interval (`<column>_pm`, NaN for one
+    seed), the same for the ratio to the baseline of the same seed (`<column>_vs_<baseline>`, `..._pm`);
+    the accuracy's interval (`accuracy_low`/`high`) is the one over seeds, or the Wilson interval of a
+    single run;
     `runs` lists the run ids, `incomplete` counts the runs that did not complete."""
     rows = []
     for _, group in table.groupby("setting", sort=False):
@@ -79,6 +85,8 @@ def aggregate_seeds(table: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFra
         for column in RATIO_COLUMNS:
             for name in (column, f"{column}_vs_{baseline}"):
                 row[name], row[f"{name}_pm"] = mean_interval(done[name].to_numpy(dtype=float))
+        for column in MEAN_COLUMNS:
+            row[column], row[f"{column}_pm"] = mean_interval(done[column].to_numpy(dtype=float))
         if len(done) == 1:
             row["accuracy_low"], row["accuracy_high"] = first["accuracy_low"], first["accuracy_high"]
         else:

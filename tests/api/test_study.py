@@ -56,7 +56,12 @@ def test_study_table_has_every_method_and_ratios_to_lora(smoke_study, tiny_task)
     assert (table["accuracy_low"] <= table["accuracy"]).all() and (
         table["accuracy"] <= table["accuracy_high"]
     ).all()
+    # the selection phases' peak (SMT's warm-up, SPSFT's importance) beside the training peak
+    assert rows.loc["smt", "selection_peak"] > 0 and rows.loc["spsft", "selection_peak"] > 0
+    assert math.isnan(lora["selection_peak"])
     text = study.markdown_table(table)
+    assert "| total logical memory | selection phase peak (total logical) |" in text
+    assert f"| {rows.loc['smt', 'selection_peak'] / 2**20:,.1f}" in text
     assert text.count("\n") == len(table) + 1 and "(1.00x)" in text and "(1.00x [1.00, 1.00])" in text
     assert f"{100 * lora['accuracy']:.1f}% ± {100 * lora['accuracy_pm']:.1f} (1.00x)" in text
     one = rows.loc["lora + checkpointing"]  # one seed: the Wilson interval of its run

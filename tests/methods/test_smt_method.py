@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import itertools
 from collections.abc import Iterator
 
@@ -16,7 +17,7 @@ from workbench.data.batch import IGNORE_INDEX, Batch
 from workbench.errors import ConfigError
 from workbench.lm import answer_logits, answer_loss
 from workbench.methods import METHODS
-from workbench.methods.base import BlockGridSelection, PrepareContext, unswap_linears
+from workbench.methods.base import BlockGridSelection, PhaseTraining, PrepareContext, unswap_linears
 from workbench.methods.smt import SMT, SMTOptions, SparseBlockLinear
 from workbench.models.anatomy import anatomy_of
 from workbench.models.tiny import TINY_VOCAB, tiny_model
@@ -226,7 +227,11 @@ def test_warmup_runs_in_its_own_phase() -> None:
 def test_activation_selection() -> None:
     method, model, before = prepared(selection="activation", budget_blocks=6)
     grids = method.selection()
-    assert sum(int(g.selected.sum()) for g in grids) == 6
+    # q/k/v of a block read one input, so their channel scores tie; the authors' order gives the tie to
+    # v. A column of v costs 4 blocks of 8 (k/v have 32 rows), so 6 blocks buy one whole column.
+    chosen = [g for g in grids if g.selected.any()]
+    assert [g.module for g in chosen] == ["v_proj"] and int(chosen[0].selected.sum()) == 4
+    assert chosen[0].selected.all(dim=0).sum() == 1  # one whole column, every row block
     for g in grids:
         assert (g.scores == g.scores[:1]).all()  # one score per input column block
     assert all(g.phase_grad_stats == {} for g in grids)
@@ -234,6 +239,37 @@ def test_activation_selection() -> None:
         name = name.replace(".base_layer.weight", ".weight")
         if not name.endswith(".blocks"):
             assert torch.equal(p, before[name]), name
+
+
+def test_activation_selection_scores_channels_by_mean_abs_input() -> None:
+    model = tiny_model("llama")
+    inputs: dict[int, list[torch.Tensor]] = {}
+    hooks = [
+        block.self_attn.v_proj.register_forward_pre_hook(
+            lambda m, args, i=i: inputs.setdefault(i, []).append(args[0].detach())
+        )
+        for i, block in enumerate(model.model.layers)
+    ]
+    method = SMT(SMTOptions(block_size=8, budget_blocks=4, warmup_steps=2, selection="activation"))
+    ctx = make_context(model)
+    batches = list(itertools.islice(random_batches(0), 2))
+    ctx.batches = iter(batches)
+    method.prepare(ctx)
+    for hook in hooks:
+        hook.remove()
+    for grid in method.selection():
+        if grid.module != "v_proj":
+            continue
+        per_batch = []
+        for x, batch in zip(inputs[grid.block], batches, strict=True):
+            per_batch.append(x[batch.attention_mask.bool()].abs().mean(dim=0))  # mean |x| of real tokens
+        channel = torch.stack(per_batch).mean(dim=0)
+        torch.testing.assert_close(grid.scores[0], channel.reshape(-1, 8).mean(dim=1))
+
+
+def test_activation_selection_needs_a_budget_for_one_column() -> None:
+    with pytest.raises(ConfigError, match="whole input channels"):
+        SMT(SMTOptions(block_size=8, budget_blocks=3, selection="activation")).check(anatomy_of(tiny_model()))
 
 
 def test_export_round_trip(tmp_path) -> None:
@@ -340,3 +376,98 @@ def test_per_matrix_equal_gives_each_matrix_the_same_count() -> None:
     assert {int(g.selected.sum()) for g in method.selection()} == {2}
     with pytest.raises(ConfigError, match="per_matrix_equal gives up to 34 of the 400 blocks.*holds 32"):
         prepared(scope="per_matrix_equal", budget_blocks=400)  # k/v matrices hold 32 blocks of 8 x 8
+
+
+def test_warmup_is_a_training_run_with_accumulation_clipping_and_the_schedule() -> None:
+    """Each warm-up step takes grad_accum micro-batches, clips, and steps AdamW on the run's schedule:
+    the same weights as that loop written out by hand on a copy of the model."""
+    model = tiny_model("llama")
+    reference = copy.deepcopy(model)
+    training = PhaseTraining(grad_accum=2, max_grad_norm=0.05, warmup_ratio=0.5, weight_decay=0.1)
+    ctx = dataclasses.replace(make_context(model), training=training)
+    method = SMT(SMTOptions(block_size=8, budget_blocks=4, warmup_steps=4, warmup_lr=1e-3))
+    method.prepare(ctx)
+
+    targets = [anatomy_of(reference).blocks[i].linear(n).weight for i in range(4) for n in QKV]
+    reference.requires_grad_(False)
+    for w in targets:
+        w.requires_grad_(True)
+    optimizer = torch.optim.AdamW(targets, lr=1e-3, weight_decay=0.1)
+    lrs = [1e-3 * f for f in (1 / 3, 2 / 3, 1.0, 0.5)]  # 2 warm-up steps of 4, then linear decay
+    batches = random_batches(0)
+    for lr in lrs:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        for _ in range(2):
+            (answer_loss(reference, next(batches)) / 2).backward()
+        torch.nn.utils.clip_grad_norm_(targets, 0.05)
+        optimizer.step()
+        optimizer.zero_grad()
+    for i in range(4):
+        for n in QKV:
+            torch.testing.assert_close(
+                target_weight(model, i, n),
+                anatomy_of(reference).blocks[i].linear(n).weight,
+                rtol=0,
+                atol=1e-6,
+            )
+
+
+def test_warmup_scope_model_tunes_every_weight_and_the_state_carries_them() -> None:
+    method, model, before = prepared(warmup_scope="model")
+    changed = {
+        name.replace(".base_layer.", "."): not torch.equal(p, before[name.replace(".base_layer.", ".")])
+        for name, p in model.named_parameters()
+        if not name.endswith(".blocks")
+    }
+    assert all(changed.values()), [n for n, c in changed.items() if not c]
+    train(method, model)
+    state = method.adapter_state()
+    assert {k for k in state if k.startswith("warmup.")} == {
+        f"warmup.{n}" for n in changed if not any(f".{q}." in n for q in QKV)
+    }
+    batch = next(random_batches(seed=11))
+    with torch.no_grad():
+        expected = answer_logits(model, batch)
+    fresh = tiny_model("llama")
+    SMT(method.options).restore(fresh, anatomy_of(fresh), state)
+    with torch.no_grad():
+        torch.testing.assert_close(answer_logits(fresh, batch), expected, rtol=0, atol=1e-6)
+
+
+def test_warmup_scope_model_needs_an_updating_gradient_warmup() -> None:
+    with pytest.raises(ConfigError, match="warmup_scope='model'"):
+        SMTOptions(warmup_scope="model", selection="activation")
+    with pytest.raises(ConfigError, match="unknown SMT warmup_scope"):
+        SMTOptions(warmup_scope="layers")
+
+
+def test_warmup_reports_each_step_with_what_it_holds() -> None:
+    model = tiny_model("llama")
+    reported: list[set[str]] = []
+    ctx = dataclasses.replace(
+        make_context(model), phase_step=lambda held: reported.append({c for c, *_ in held})
+    )
+    SMT(SMTOptions(block_size=8, budget_blocks=4, warmup_steps=3)).prepare(ctx)
+    assert reported == [{"accumulators", "optimizer_state"}] * 3
+
+
+def test_bf16_warmup_changes_as_many_entries_as_fp32() -> None:
+    """Warm-up updates below half a bf16 ulp per step are kept in fp32 master copies, so they add up
+    instead of being rounded away at every step: once the accumulated change is representable (here 20
+    steps of lr 5e-5 on weights of std 0.02; a step alone is below half an ulp for |w| > 2^-6), a bf16
+    warm-up changes as many q/k/v entries as the same warm-up in fp32. Without masters, only entries
+    with |w| < ~2^-6 could move (about 60% of them)."""
+    batch = next(random_batches(seed=5))
+    start = tiny_model("llama").to(torch.bfloat16)  # the same starting weights in both precisions
+    changed = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        model = copy.deepcopy(start).to(dtype)
+        before = {(i, n): target_weight(model, i, n).detach().clone() for i in range(4) for n in QKV}
+        ctx = dataclasses.replace(make_context(model), batches=itertools.repeat(batch))
+        options = SMTOptions(block_size=8, budget_blocks=4, warmup_steps=20, warmup_lr=5e-5)
+        SMT(options).prepare(ctx)
+        moved = sum(int((target_weight(model, *key) != w).sum()) for key, w in before.items())
+        changed[dtype] = moved / sum(w.numel() for w in before.values())
+    assert changed[torch.float32] > 0.99
+    assert changed[torch.bfloat16] >= 0.95 * changed[torch.float32], changed

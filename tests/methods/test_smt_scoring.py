@@ -9,13 +9,14 @@ from transformers import AutoModelForCausalLM
 from workbench.errors import ConfigError
 from workbench.methods.smt import SMT, SMTOptions
 from workbench.methods.smt.scoring import (
-    activation_block_scores,
     allocate_per_matrix,
     block_scores,
     blocks_for_fraction,
+    column_block_scores,
     default_block_size,
     magnitude_stats,
     select_top_blocks,
+    select_top_columns,
 )
 from workbench.models.anatomy import anatomy_of
 from workbench.models.tiny import tiny_config, tiny_model
@@ -67,8 +68,34 @@ def test_block_scores_match_a_loop_on_a_rectangular_matrix() -> None:
 
 def test_activation_scores_are_per_input_column_block() -> None:
     norms = torch.tensor([1.0, 3.0, 10.0, 0.0, 2.0, 2.0])  # (in,) = 3 column blocks of 2
-    scores = activation_block_scores(norms, out_features=4, block_size=2)
-    torch.testing.assert_close(scores, torch.tensor([[2.0, 5.0, 2.0]] * 2))
+    torch.testing.assert_close(column_block_scores(norms, block_size=2), torch.tensor([2.0, 5.0, 2.0]))
+
+
+def test_activation_selection_takes_whole_columns_and_breaks_ties_as_the_authors() -> None:
+    shared = torch.tensor([1.0, 3.0])  # q, k and v read the same input: the same channel scores
+    names = [("q_proj", 0), ("k_proj", 0), ("v_proj", 0)]
+    rows = [2, 1, 1]  # a column of q costs 2 blocks, of k or v 1
+    q, k, v = select_top_columns([shared, shared, shared], rows, names, 3, "global")
+    # best column (1) first, ties to the larger name: v, then q; k's would exceed the budget of 3
+    assert v.tolist() == [[False, True]] and q.tolist() == [[False, True], [False, True]]
+    assert not k.any()
+    # a deeper layer wins a tie within one projection, then the higher channel
+    first, second = select_top_columns([shared, shared], [1, 1], [("v_proj", 0), ("v_proj", 1)], 1, "global")
+    assert not first.any() and second.tolist() == [[False, True]]
+    (flat,) = select_top_columns([torch.tensor([2.0, 2.0])], [1], [("v_proj", 0)], 1, "global")
+    assert flat.tolist() == [[False, True]]
+
+
+def test_activation_selection_per_matrix_spends_each_share_on_whole_columns() -> None:
+    q, v = select_top_columns(
+        [torch.tensor([0.5, 0.9]), torch.tensor([4.0, 1.0, 2.0])],
+        [2, 1],
+        [("q_proj", 0), ("v_proj", 0)],
+        5,
+        "per_matrix_equal",
+    )
+    assert q.tolist() == [[False, True], [False, True]]  # 3 blocks: one column of 2 (1 left unspent)
+    assert v.tolist() == [[True, False, True]]  # 2 blocks: its two best columns
 
 
 def test_global_scope_takes_the_best_blocks_anywhere() -> None:

@@ -27,6 +27,7 @@ from workbench.methods.spsft.importance import (
     quantile_mean,
     taylor_scores,
     top_rows,
+    top_rows_global,
     wanda_scores,
     zo_gradients,
 )
@@ -275,3 +276,11 @@ def test_random_importance_is_a_seeded_uniform_draw() -> None:
     assert (
         not torch.equal(first["a"], other["a"]) and 0 <= float(first["b"].min()) < float(first["b"].max()) < 1
     )
+
+
+def test_global_ranking_takes_the_best_rows_over_every_linear() -> None:
+    scores = {"a": torch.tensor([0.1, 0.9, 0.5]), "b": torch.tensor([0.7, 0.2]), "c": torch.tensor([0.05])}
+    chosen = top_rows_global(scores, {"a": 1, "b": 1, "c": 1})  # 3 rows in all
+    assert {k: v.tolist() for k, v in chosen.items()} == {"a": [1, 2], "b": [0]}  # c gets none
+    tied = top_rows_global({"a": torch.tensor([1.0, 1.0]), "b": torch.tensor([1.0])}, {"a": 1, "b": 1})
+    assert {k: v.tolist() for k, v in tied.items()} == {"a": [0, 1]}  # ties: earlier linear, lower row

@@ -29,6 +29,8 @@ def _dense_reference(layer: RowSparseLinear) -> nn.Linear:
 @pytest.mark.parametrize("shape", [(7, D_IN), (2, 3, D_IN)], ids=["2d", "3d"])
 def test_gradients_equal_selected_rows_of_dense_gradient(shape: tuple[int, ...]) -> None:
     layer = _layer()
+    with torch.no_grad():
+        layer.bias_f.normal_()  # the selected rows' bias update (the base has a bias)
     dense = _dense_reference(layer)
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     x_ref = x.detach().clone().requires_grad_(True)
@@ -40,6 +42,7 @@ def test_gradients_equal_selected_rows_of_dense_gradient(shape: tuple[int, ...])
     ((ref - target) ** 2).sum().backward()
 
     torch.testing.assert_close(layer.weight_f.grad, dense.weight.grad[ROWS])  # dW_f = dW[rows]
+    torch.testing.assert_close(layer.bias_f.grad, dense.bias.grad[ROWS])  # db_f = db[rows]
     torch.testing.assert_close(x.grad, x_ref.grad)  # the input gradient sees W + M W_f
     assert layer.base_layer.weight.grad is None  # the base stays frozen
 

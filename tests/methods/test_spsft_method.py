@@ -103,6 +103,7 @@ def test_registered_with_defaults() -> None:
             "importance 'fisher'; accepted: l2, l1, random, wanda, taylor, qm_taylor, zo_taylor",
         ),
         (dict(targets="qv"), "unknown SPSFT targets 'qv'; accepted: all, mlp"),
+        (dict(ranking="layer"), "unknown SPSFT ranking .layer.; accepted: per_linear, global"),
         (dict(init="normal"), "unknown SPSFT init 'normal'; accepted: zeros, kaiming"),
         (dict(zo_eps=0.0), "method.zo_eps must be > 0"),
         (dict(zo_directions=0), "method.zo_directions must be >= 1"),
@@ -343,3 +344,77 @@ def test_merge_export_round_trip(tmp_path) -> None:
     merged.save_pretrained(tmp_path)
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path)
     torch.testing.assert_close(logits(loaded, batch), expected)
+
+
+def test_global_ranking_spends_the_same_rows_where_scores_are_highest() -> None:
+    method, ctx, _ = prepared(ranking="global")
+    per_linear, _, _ = prepared()
+    rows = {key: m.rank for key, m in method.swapped.items()}
+    assert sum(rows.values()) == sum(m.rank for m in per_linear.swapped.values())  # rank x linears
+    assert len(set(rows.values())) > 1  # linears get different counts (l2 norms differ in scale)
+    chosen = torch.cat([method.scores[key][m.rows] for key, m in method.swapped.items()])
+    skipped = [method.scores[key] for key in method.scores if key not in method.swapped]
+    skipped += [
+        method.scores[key][~torch.isin(torch.arange(method.scores[key].numel()), m.rows)]
+        for key, m in method.swapped.items()
+    ]
+    assert chosen.min() >= torch.cat(skipped).max()  # every chosen row outranks every other row
+    assert sum(int(s.selected.sum()) for s in method.selection()) == sum(rows.values())
+    assert method.resolved_options()["rows"]  # the per-linear counts are recorded
+
+
+def test_global_ranking_state_restores_with_skipped_linears() -> None:
+    method, ctx, _ = prepared(ranking="global", importance="random")
+    skipped = len(method._targets(ctx.anatomy)) - len(method.swapped)
+    assert skipped > 0  # a random global draw of 5 x 28 rows over 28 linears leaves some without rows
+    train_steps(method, ctx)
+    batch = next(random_batches(seed=9))
+    state = method.adapter_state()
+    fresh = tiny_model("llama")
+    restored = SPSFT(method.options)
+    restored.restore(fresh, anatomy_of(fresh), state)
+    torch.testing.assert_close(logits(fresh, batch), logits(ctx.model, batch), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="lacks the rows"):  # per_linear ranking needs every linear
+        other = tiny_model("llama")
+        SPSFT(SPSFTOptions(rank=RANK)).restore(other, anatomy_of(other), state)
+
+
+def test_selected_rows_bias_trains_where_the_linear_has_one() -> None:
+    """Qwen2's q/k/v have a bias: the selected rows' bias update b_f trains with W_f, its gradient is
+    the dense bias gradient at those rows, it merges and it round-trips through the state."""
+    model = tiny_model("qwen2")
+    method = SPSFT(SPSFTOptions(rank=RANK))
+    ctx, _ = make_ctx(model)
+    method.prepare(ctx)
+    params = method.trainable_parameters()
+    biased = {k for k in params if k.endswith(".bias_f")}
+    assert biased == {
+        f"model.layers.{i}.self_attn.{n}.bias_f" for i in range(4) for n in ("q_proj", "k_proj", "v_proj")
+    }
+    with torch.no_grad():
+        for p in params.values():
+            p.normal_(std=0.02)
+    batch = next(random_batches(seed=3))
+    reference = copy.deepcopy(ctx.model)
+    anatomy = anatomy_of(reference)
+    unswap_linears(anatomy, {key: anatomy.blocks[key[0]].linear(key[1]) for key in method.swapped})
+    for key in method.swapped:  # dense W + M W_f, b + M b_f, every weight trains: the naive reference
+        anatomy.blocks[key[0]].linear(key[1]).requires_grad_(True)
+    answer_loss(ctx.model, batch).backward()
+    answer_loss(reference, batch).backward()
+    for key, module in method.swapped.items():
+        dense = anatomy_of(reference).blocks[key[0]].linear(key[1])
+        torch.testing.assert_close(module.weight_f.grad, dense.weight.grad[module.rows])
+        if module.bias_f is not None:
+            torch.testing.assert_close(module.bias_f.grad, dense.bias.grad[module.rows])
+    state = method.adapter_state()
+    assert {k for k in state if k.endswith(".bias_f")} == biased
+    fresh = tiny_model("qwen2")
+    SPSFT(method.options).restore(fresh, anatomy_of(fresh), state)
+    torch.testing.assert_close(logits(fresh, batch), logits(ctx.model, batch), rtol=0, atol=1e-6)
+    other = tiny_model("qwen2")
+    with pytest.raises(ValueError, match="lacks bias_f"):
+        SPSFT(method.options).restore(
+            other, anatomy_of(other), {k: v for k, v in state.items() if not k.endswith(".bias_f")}
+        )
+    torch.testing.assert_close(logits(method.merge(), batch), logits(fresh, batch), rtol=0, atol=1e-5)

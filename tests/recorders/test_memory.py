@@ -6,11 +6,15 @@ import pytest
 import torch
 from recorder_helpers import METHODS, make_config, prepared_session
 
+from workbench.figures import memory_phases
 from workbench.lm import answer_loss
 from workbench.memory import static_bytes, track_saved_tensors
+from workbench.memory.static import adamw_state_bytes
+from workbench.models.anatomy import LINEAR_NAMES, anatomy_of
+from workbench.models.tiny import tiny_model
 from workbench.recorders import MemoryRecorder, StepInfo
 from workbench.store import RunReader
-from workbench.store.summary import memory_bytes
+from workbench.store.summary import memory_bytes, run_record
 
 
 def test_per_block_rows_sum_to_the_step_total(tiny_task, tmp_path):
@@ -63,13 +67,43 @@ def test_steps_phases_and_summary_of_a_run(recorded):
     assert evals.query("category == 'saved_activations'").empty  # evaluation saves nothing for backward
 
 
-def test_selection_phases_are_measured_as_their_own_phase(recorded):
-    for method, phase in (("smt", "warmup"), ("spsft", "importance")):
+def test_selection_phases_record_their_whole_logical_memory_per_step(recorded):
+    """Each step of SMT's warm-up and SPSFT's Taylor importance has its own rows: the fp32 gradient sums
+    and the targets' gradients (one fp32 copy of each target weight each), the warm-up's AdamW state,
+    the model's parameters, the saved activations; the phase peak in the summary is the largest step."""
+    model = tiny_model("llama")
+    anatomy = anatomy_of(model)
+    for method, phase, names in (
+        ("smt", "warmup", ("q_proj", "k_proj", "v_proj")),
+        ("spsft", "importance", LINEAR_NAMES),
+    ):
         run = recorded(method).run
-        rows = run.table("memory").query(f"phase == '{phase}'")
-        assert set(rows["step"]) == {0}
-        saved = rows.query("category == 'saved_activations'")["bytes"].sum()
-        assert saved == run.summary["memory_phase_peak_bytes"][phase] > 0
+        weights = [block.linear(name).weight for block in anatomy.blocks for name in names]
+        target_bytes = sum(w.numel() * 4 for w in weights)
+        rows = run.table("memory").query(f"phase == '{phase}' and source == 'logical'")
+        assert set(rows["step"]) == {1, 2}  # tiny_options: two warm-up steps, two importance batches
+        per_step = rows.groupby(["step", "category"])["bytes"].sum().unstack(fill_value=0)
+        assert (per_step["gradients"] == target_bytes).all()
+        assert (per_step["accumulators"] == target_bytes).all()
+        assert (per_step["params_trainable"] == target_bytes).all()  # the targets train in the phase
+        params = sum(static_bytes(model)[c] for c in ("params_frozen", "params_trainable"))
+        assert (per_step["params_frozen"] + per_step["params_trainable"] == params).all()
+        optimizer = (
+            per_step["optimizer_state"] if "optimizer_state" in per_step else per_step["gradients"] * 0
+        )
+        assert (optimizer == (adamw_state_bytes(weights) if method == "smt" else 0)).all()
+        assert (per_step["saved_activations"] > 0).all()
+        by_block = rows.query("category == 'accumulators' and step == 1").set_index(["layer", "module"])[
+            "bytes"
+        ]
+        assert by_block[(0, names[0])] == weights[0].numel() * 4  # placed where the weight lives
+        peak = run.summary["memory_phase_peak_bytes"][phase]
+        assert peak["total_logical"] == per_step.drop(columns="saved_activations").sum(axis=1).max()
+        assert peak["saved_activations"] == per_step["saved_activations"].max()
+        assert run_record(run)["selection_peak_bytes"] == peak["total_logical"]  # the study's and app's
+        figure = memory_phases(run.table("memory")).data
+        shown = figure.query(f"phase == '{phase}' and category == 'total_logical'")["bytes"]
+        assert list(shown) == [peak["total_logical"]]
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -13,6 +13,7 @@ from workbench.figures.data import MIB, downsample, layer_label
 from workbench.figures.specs import BarsSpec, LinesSpec
 from workbench.figures.style import CATEGORY_ORDER, MODULE_ORDER, short_module
 
+STATIC_CATEGORIES = ("params_frozen", "params_trainable", "gradients", "optimizer_state")
 SWEEP_SOURCES = ("allocator", "device", "logical")  # the sweep's preferred source when several exist
 # the category shown per source by default; logical: the sum of its categories per point ("total")
 SWEEP_CATEGORY = {"allocator": "max_allocated", "device": "nvml_used", "logical": "total"}
@@ -99,7 +100,8 @@ def memory_blocks(memory: pd.DataFrame, step: int | None = None) -> Figure:
 
 def memory_phases(memory: pd.DataFrame) -> Figure:
     """Peak memory in each phase of the run (selection phases such as warmup / importance, training,
-    evaluation), per measured source and category."""
+    evaluation), per measured source and category, with the total logical memory of each phase's
+    largest step (training and selection phases, which record their static categories)."""
     title = "Peak memory per phase"
     df = _with_run(memory)
     if df.empty or "phase" not in df:
@@ -110,8 +112,17 @@ def memory_phases(memory: pd.DataFrame) -> Figure:
     per_step = (
         df[logical].groupby(["run", "phase", "step", "source", "category"])["bytes"].sum().reset_index()
     )
+    # total logical per step: every category but saved_activations (saved_peak holds its live peak), as
+    # the training steps' total_logical; a phase that recorded only its saved tensors (eval) has none
+    static = per_step[per_step["category"].isin(STATIC_CATEGORIES)]
+    has_static = per_step.set_index(["run", "phase", "step"]).index.isin(
+        static.set_index(["run", "phase", "step"]).index
+    )
+    summed = per_step[has_static & (per_step["category"] != "saved_activations")]
+    totals = summed.groupby(["run", "phase", "step", "source"])["bytes"].sum().reset_index()
+    totals["category"] = "total_logical"
     measured = df[~logical][["run", "phase", "step", "source", "category", "bytes"]]
-    both = pd.concat([per_step, measured], ignore_index=True)
+    both = pd.concat([per_step, totals, measured], ignore_index=True)
     data = both.groupby(["run", "phase", "source", "category"])["bytes"].max().reset_index()
     data["series"] = data["source"] + ": " + data["category"]
     data["MiB"] = data["bytes"] / MIB

@@ -81,3 +81,24 @@ def static_bytes_by_location(
             if torch.is_tensor(value):
                 count(where, "optimizer_state", value)
     return dict(out)
+
+
+def held_bytes_by_location(
+    model: nn.Module, held: Iterable[tuple[str, nn.Parameter, torch.Tensor]]
+) -> dict[tuple[int, str, str], int]:
+    """Bytes of tensors held for the model's parameters outside them (a selection phase's optimizer
+    state, fp32 master copies, gradient sums: `methods.base.HeldTensor` = (category, parameter, tensor))
+    per (block, module kind, category), placed where the parameter lives as `static_bytes_by_location`
+    places it; each storage once."""
+    where: dict[int, tuple[int, str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        where.setdefault(id(param), locate(name.rpartition(".")[0]))
+    out: dict[tuple[int, str, str], int] = defaultdict(int)
+    seen: set[tuple[torch.device, int]] = set()
+    for category, param, tensor in held:
+        storage = tensor.untyped_storage()
+        key = (tensor.device, storage.data_ptr())
+        if key not in seen:
+            seen.add(key)
+            out[(*where.get(id(param), (-1, "other")), category)] += storage.nbytes()
+    return dict(out)

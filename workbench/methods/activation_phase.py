@@ -2,9 +2,10 @@
 Wanda importance.
 
 One mechanism for both: forward-only passes over training batches with a pre-hook on each linear that
-takes, per input channel, the RMS over the batch's real tokens (padding left out), averaged over the
-batches. RMS (the L2 norm over tokens / sqrt(tokens)) lets long and short batches weigh alike; within one
-linear it ranks channels exactly as the L2 norm of the papers (SMT's E[||x_i||_2], Wanda's ||X_j||_2).
+takes, per input channel, a statistic over the batch's real tokens (padding left out), averaged over the
+batches: "rms" (the L2 norm over tokens / sqrt(tokens), so long and short batches weigh alike; within
+one linear it ranks channels exactly as Wanda's ||X_j||_2) or "mean_abs" (mean |x|, what SMT's authors
+rank input channels by).
 """
 
 from __future__ import annotations
@@ -21,11 +22,17 @@ from workbench.methods.base import PrepareContext
 K = TypeVar("K", bound=Hashable)
 
 
-def input_channel_rms(
-    ctx: PrepareContext, linears: dict[K, nn.Module], batches: int
+STATISTICS = ("rms", "mean_abs")
+
+
+def input_channel_norms(
+    ctx: PrepareContext, linears: dict[K, nn.Module], batches: int, stat: str = "rms"
 ) -> dict[K, torch.Tensor]:
-    """(in,) fp32 RMS of each linear's input per channel over real tokens, averaged over `batches` of the
-    run's training batches, on CPU. Runs under no_grad: no weight changes, nothing saved for backward."""
+    """(in,) fp32 `stat` ("rms" or "mean_abs") of each linear's input per channel over real tokens,
+    averaged over `batches` of the run's training batches, on CPU. Runs under no_grad: no weight changes,
+    nothing saved for backward. Each batch is reported to `ctx.phase_step` with the running sums."""
+    if stat not in STATISTICS:
+        raise ValueError(f"unknown input statistic {stat!r}; accepted: {', '.join(STATISTICS)}")
     current: dict[str, torch.Tensor] = {}
     sums: dict[K, torch.Tensor] = {}
 
@@ -35,8 +42,12 @@ def input_channel_rms(
             mask = current.get("mask")
             real = mask is not None and mask.shape == x.shape[:-1]
             tokens = x[mask] if real else x.reshape(-1, x.shape[-1])  # (T, in)
-            rms = tokens.float().square().mean(dim=0).sqrt()
-            sums[key] = sums[key] + rms if key in sums else rms
+            a = tokens.float()
+            value = a.square().mean(dim=0).sqrt() if stat == "rms" else a.abs().mean(dim=0)
+            if key in sums:
+                sums[key] += value
+            else:
+                sums[key] = value
 
         return hook
 
@@ -47,6 +58,7 @@ def input_channel_rms(
                 batch: Batch = next(ctx.batches)
                 current["mask"] = batch.attention_mask.bool()
                 ctx.loss_fn(batch)
+                ctx.phase_step([("accumulators", linears[key].weight, total) for key, total in sums.items()])
     finally:
         for handle in handles:
             handle.remove()

@@ -24,6 +24,23 @@ if TYPE_CHECKING:
     from workbench.data.tasks import TaskData
 
 
+# What a selection phase holds at one of its steps besides the model's parameters and their .grad:
+# (category, the model parameter it serves, tensor). Categories: "optimizer_state", "gradients" (e.g. the
+# fp32 gradients of master copies), "master_weights" (fp32 copies of half-precision weights),
+# "accumulators" (fp32 gradient sums, input-norm sums). The parameter places the bytes by block and module.
+HeldTensor = tuple[str, nn.Parameter, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class PhaseTraining:
+    """How a selection phase that updates weights trains (SMT's warm-up): the run's own settings."""
+
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_grad_norm: float = 0.0  # gradient clipping before each step; 0: none
+    warmup_ratio: float = 0.0  # the schedule: linear warm-up over this fraction, then linear decay to 0
+    weight_decay: float = 0.0  # AdamW weight decay
+
+
 @dataclass
 class PrepareContext:
     """What `Method.prepare` may use: the model, its anatomy, the task and a way to run selection phases."""
@@ -40,6 +57,11 @@ class PrepareContext:
     # batches of just these examples (e.g. one class, for SPSFT's qm_taylor), same tokenizer, batch size,
     # max length and device as training; endless. None when the caller cannot provide them.
     batches_for: Callable[[Sequence[Example]], Iterator[Batch]] | None = None
+    training: PhaseTraining = field(default_factory=PhaseTraining)
+    # phase_step(held): a selection phase reports each of its steps (after the step's backward, and its
+    # optimizer step if it takes one, before the gradients are dropped) with what it holds besides the
+    # model, so the phase's whole logical memory is recorded per step; a no-op by default
+    phase_step: Callable[[list[HeldTensor]], None] = lambda held: None
 
 
 # ---- what a method chose, for the recorders (one list of these per method) ---------------------------

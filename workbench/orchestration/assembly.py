@@ -23,7 +23,7 @@ from workbench.config import RunConfig
 from workbench.data import Batch, Example, TaskData, check_fits, load_task, train_batches
 from workbench.lm import answer_loss
 from workbench.methods import build_method
-from workbench.methods.base import Method, PrepareContext, check_method
+from workbench.methods.base import HeldTensor, Method, PhaseTraining, PrepareContext, check_method
 from workbench.models import LoadedModel, load_model, resolve_device
 from workbench.models.checkpointing import enable_gradient_checkpointing
 from workbench.provenance import input_hashes, model_sha256
@@ -98,6 +98,7 @@ def prepare_method(
     batches: Iterator[Batch],
     *,
     phase: Callable[[str], AbstractContextManager[None]] | None = None,
+    phase_step: Callable[[list[HeldTensor]], None] | None = None,
     loss_fn: Callable[[Batch], torch.Tensor] | None = None,
     batches_for: Callable[[Sequence[Example]], Iterator[Batch]] | None = None,
 ) -> None:
@@ -105,12 +106,16 @@ def prepare_method(
 
     `batches`: the stream the selection phases draw from (the loop keeps drawing from it afterwards).
     `phase`: a context that times and measures each selection phase as its own phase (recorders,
-    benchmarks); none by default. `loss_fn`: the answer loss of the model by default. `batches_for`:
+    benchmarks), and `phase_step` receives each step of a phase with what it holds (recorders); none by
+    default. `loss_fn`: the answer loss of the model by default. `batches_for`:
     batches of given examples, `train_stream(setup, examples)` by default.
     """
     model = setup.loaded.model
     model.train()  # selection phases train like the steps do (dropout, gradient checkpointing)
-    timed = {} if phase is None else {"phase": phase}  # else PrepareContext's default: no phases
+    timed = {} if phase is None else {"phase": phase}  # else PrepareContext's defaults: no phases
+    if phase_step is not None:
+        timed["phase_step"] = phase_step
+    train = setup.config.train
     ctx = PrepareContext(
         model=model,
         anatomy=setup.loaded.anatomy,
@@ -118,8 +123,9 @@ def prepare_method(
         batches=batches,
         loss_fn=loss_fn or (lambda batch: answer_loss(model, batch)),
         lr=setup.lr,
-        seed=setup.config.train.seed,
+        seed=train.seed,
         batches_for=batches_for or (lambda examples: train_stream(setup, examples)),
+        training=PhaseTraining(train.grad_accum, train.max_grad_norm, train.warmup_ratio, train.weight_decay),
         **timed,
     )
     setup.method.prepare(ctx)

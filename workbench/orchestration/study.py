@@ -326,7 +326,7 @@ def _value(row: Any, column: str) -> str:
         return "-"
     half = math.nan if column == "step_time" and row["timing"] == "interleaved" else row[f"{column}_pm"]
     spread = not _missing(half) and half > 5e-4 * abs(value)
-    if column in ("saved_activations", "saved_peak", "total_logical"):
+    if column in ("saved_activations", "saved_peak", "total_logical", "selection_peak"):
         return f"{value / 2**20:,.1f}" + (f" ± {half / 2**20:,.1f}" if spread else "") + " MiB"
     if column == "step_time":
         return f"{value:.2f}" + (f" ± {half:.2f}" if spread else "") + " s"
@@ -367,16 +367,22 @@ def markdown_table(table: pd.DataFrame, baseline: str = BASELINE) -> str:
     """`study_table` as markdown: each cell "value (ratio to the baseline)"; accuracy as "mean ± 95%
     half-width" over seeds (a single run: its Wilson interval), then the paired McNemar test against
     the baseline; an interleaved step time with its ratio's lowest and highest round."""
-    from workbench.comparisons import RATIO_COLUMNS
+    from workbench.comparisons import MEAN_COLUMNS, RATIO_COLUMNS
 
     head = ["method", "options", "attention, checkpointing", "seeds"]
-    head += [label for _, label in RATIO_COLUMNS.values()] + [f"accuracy vs {baseline}: McNemar"]
+    for column, (_, label) in RATIO_COLUMNS.items():
+        head.append(label)
+        if column == "total_logical":
+            head.append(MEAN_COLUMNS["selection_peak"][1])
+    head.append(f"accuracy vs {baseline}: McNemar")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in table.iterrows():
         cells = [str(row["method"]), str(row["key_options"] or "-"), str(row["setup"]), str(row["seeds"])]
         for column in RATIO_COLUMNS:
             value = _accuracy(row) if column == "accuracy" else _value(row, column)
             cells.append(f"{value} ({_ratio(row, column, baseline)})")
+            if column == "total_logical":  # next to the training peak: what selecting costs first
+                cells.append(_value(row, "selection_peak") if "selection_peak" in row else "-")
         cells.append(_paired(row, baseline))
         if row["incomplete"]:
             cells[0] += f" ({row['incomplete']} run(s) not completed)"
@@ -423,7 +429,9 @@ def study_markdown(result: StudyResult, *, command: str | None = None) -> str:
         "tensor bytes; seeds differ only through their batches' padded lengths): saved activations "
         "packed in the forward at the peak step; their live peak over forward and backward "
         "(recomputation included: the honest figure under gradient checkpointing); and the total of "
-        f"parameters, gradients, optimizer state and that live peak. {timing}",
+        "parameters, gradients, optimizer state and that live peak; next to it, the peak of the "
+        "method's selection phase (SMT's warm-up, SPSFT's importance) counted the same way, with the "
+        f"phase's gradients, optimizer state, fp32 masters and sums. {timing}",
         "",
         markdown_table(result.table),
         "",

@@ -28,6 +28,7 @@ from workbench.errors import RunStopped, StoreError
 from workbench.lm import answer_loss
 from workbench.orchestration.assembly import Setup, prepare_method, setup_run, train_stream
 from workbench.recorders import Recording, RecordingSession, StepInfo, default_recorders
+from workbench.schedule import warmup_linear_decay
 from workbench.stats import wilson_interval
 from workbench.store import RunWriter, environment_info
 
@@ -123,12 +124,12 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
     with recording.attached(session):
         accuracy_before = run_eval(0) if cfg.eval_examples else math.nan
         # selection phases draw from the loop's own batches and are timed and measured as their own phases
-        prepare_method(setup, device_batches, phase=recording.phase)
+        prepare_method(setup, device_batches, phase=recording.phase, phase_step=recording.phase_step)
         params = setup.method.trainable_parameters()
         optimizer = torch.optim.AdamW(params.values(), lr=setup.lr, weight_decay=cfg.weight_decay)
         session.optimizer = optimizer
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, _warmup_linear_decay(cfg.steps, cfg.warmup_ratio)
+            optimizer, warmup_linear_decay(cfg.steps, cfg.warmup_ratio)
         )
         recording.prepared()
 
@@ -237,15 +238,3 @@ def _flush(writer: RunWriter, step: int) -> None:
             f"could not write the recorded rows at step {step} ({err}); the run was stopped so that no "
             "recorded data is lost silently"
         ) from err
-
-
-def _warmup_linear_decay(steps: int, warmup_ratio: float) -> Callable[[int], float]:
-    """LR multiplier: linear warm-up over warmup_ratio * steps, then linear decay to 0 at `steps`."""
-    warmup = int(warmup_ratio * steps)
-
-    def factor(i: int) -> float:  # i = optimizer steps taken so far
-        if i < warmup:
-            return (i + 1) / (warmup + 1)
-        return max(0.0, (steps - i) / max(1, steps - warmup))
-
-    return factor

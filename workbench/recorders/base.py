@@ -6,6 +6,8 @@ these hooks on each of them, in list order:
 
     attach(session)                        once, before the method's selection phases
     on_phase_start(name, step) ...         around each selection phase (warmup, importance) and eval;
+      on_phase_step(name, index, held)     each step of a selection phase (index 1, 2, ...), with what
+                                           the phase holds besides the model (methods.base.HeldTensor)
     on_phase_end(name, step, seconds)      `seconds` is the phase's own wall time
     on_prepared()                          once, after method.prepare() and the optimizer exist
     per optimizer step:
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch import nn
 
-from workbench.methods.base import Method
+from workbench.methods.base import HeldTensor, Method
 from workbench.models.anatomy import ModelAnatomy
 
 if TYPE_CHECKING:
@@ -84,6 +86,8 @@ class Recorder(Protocol):
 
     def on_phase_start(self, name: str, step: int) -> None: ...
 
+    def on_phase_step(self, name: str, index: int, held: list[HeldTensor]) -> None: ...
+
     def on_phase_end(self, name: str, step: int, seconds: float) -> None: ...
 
     def on_prepared(self) -> None: ...
@@ -125,6 +129,9 @@ class RecorderBase:
         self._session = session
 
     def on_phase_start(self, name: str, step: int) -> None:
+        pass
+
+    def on_phase_step(self, name: str, index: int, held: list[HeldTensor]) -> None:
         pass
 
     def on_phase_end(self, name: str, step: int, seconds: float) -> None:

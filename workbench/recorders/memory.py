@@ -18,16 +18,20 @@ Table memory (columns step, layer, module, category, bytes, source, phase), on s
 - device peaks of the step, layer -1 and module "model": allocator max_allocated / max_reserved (GPU),
   nvml_used (GPU, whole device), rss_window_peak (the process's peak RSS since the step or phase
   began: the run's own, the model included; rss_lifetime_peak where the platform cannot reset it).
-Per phase (ctx.phase: SMT "warmup", SPSFT "importance"; and "eval"): the saved activations of the
-phase's largest forward (each selection forward frees its tensors in its own backward, so the largest
-forward is the phase's peak) per (block, module), saved_peak likewise (the largest peak of a forward
-and its backward), and the device peaks of the phase; step = the step the phase precedes (0), or the
-step an evaluation follows (evaluation saves nothing: no saved rows).
+Per selection phase (ctx.phase: SMT "warmup", SPSFT "importance"), at each of its steps (the phase
+reports them through ctx.phase_step; step = the phase's own step 1, 2, ...), its whole logical memory:
+the saved activations of the step's largest forward and saved_peak (the largest live peak of a forward and
+its backward) per (block, module), the model's params_frozen / params_trainable / gradients, what the
+phase holds besides the model (optimizer_state, master_weights, gradients of fp32 masters, accumulators:
+gradient or input-norm sums) placed by the parameter each serves, and the device peaks of the step. A
+phase that reports no step (an evaluation, "eval"; SPSFT's weight-norm importance; a plug-in's phase)
+gets the same rows once, at its end, at the step the phase precedes (0) or the evaluation follows.
 
 Summary: memory_peak_bytes (largest recorded value per category and source; saved_peak included,
 total_logical = the static categories + saved_peak: what a step holds at its worst moment, the same as
 with saved_activations without recomputation, and honest under gradient checkpointing),
-memory_phase_peak_bytes (saved activations of each phase's largest forward), memory_note.
+memory_phase_peak_bytes ({phase: {category: largest value over its steps}}, with total_logical = every
+logical category but saved_activations, as for training steps), memory_note.
 """
 
 from __future__ import annotations
@@ -39,12 +43,14 @@ from torch import nn
 
 from workbench.memory import (
     SavedTensorTracker,
+    held_bytes_by_location,
     location_boundaries,
     measure_device_peaks,
     reset_device_peaks,
     static_bytes_by_location,
     track_saved_tensors,
 )
+from workbench.methods.base import HeldTensor
 from workbench.recorders.base import RecorderBase, StepInfo
 
 Location = tuple[int, str]  # (block or -1, module kind)
@@ -54,8 +60,8 @@ class _SavedWindow:
     """Saved-tensor tracking over a span of forwards, keeping the largest forward's breakdown.
 
     A forward pre-hook on the decoder starts a new window at each forward (the previous forward's
-    backward has freed its tensors by then); `close` returns the largest window, and `live` the largest
-    peak of live saved bytes of a forward and its backward.
+    backward has freed its tensors by then); `take` returns the largest window since the last take and
+    the largest peak of live saved bytes of a forward and its backward, and starts afresh.
     """
 
     def __init__(self, model: nn.Module, decoder: nn.Module) -> None:
@@ -76,10 +82,15 @@ class _SavedWindow:
             self.live_total, self.live = tracker.peak_live_bytes, tracker.peak_by_location()
         tracker.reset()
 
-    def close(self) -> dict[Location, int]:
+    def take(self) -> tuple[dict[Location, int], dict[Location, int]]:
+        """(largest forward's saved bytes, largest live peak) per location since the last take."""
         self._cut()
+        out = (self.peak, self.live)
+        self.peak, self.peak_total, self.live, self.live_total = {}, 0, {}, 0
+        return out
+
+    def close(self) -> None:
         self._stack.close()
-        return self.peak
 
 
 class MemoryRecorder(RecorderBase):
@@ -98,7 +109,8 @@ class MemoryRecorder(RecorderBase):
         self._boundaries: list[nn.Module] | None = None
         self._reused: SavedTensorTracker | None = None
         self.peak: dict[str, int] = {}
-        self.phase_peak: dict[str, int] = {}
+        self.phase_peak: dict[str, dict[str, int]] = {}  # phase -> category -> largest over its steps
+        self._phase_steps = 0
         self.note = ""
 
     # -- phases ------------------------------------------------------------------------------------
@@ -106,14 +118,44 @@ class MemoryRecorder(RecorderBase):
     def on_phase_start(self, name: str, step: int) -> None:
         reset_device_peaks(self.session.device)
         self._window = _SavedWindow(self.session.model, self.session.anatomy.decoder)
+        self._phase_steps = 0
+
+    def on_phase_step(self, name: str, index: int, held: list[HeldTensor]) -> None:
+        self._phase_rows(name, index, held)
+        self._phase_steps += 1
+        reset_device_peaks(self.session.device)
 
     def on_phase_end(self, name: str, step: int, seconds: float) -> None:
+        if not self._phase_steps:  # a phase that reported no step (eval, l2 importance): one set of rows
+            self._phase_rows(name, step, [])
         window, self._window = self._window, None
-        saved = window.close()
-        self.phase_peak[name] = max(self.phase_peak.get(name, 0), window.peak_total)
-        rows = _saved_rows(saved) + _saved_rows(window.live, "saved_peak")
-        rows += [(-1, "model", category, nbytes, source) for source, category, nbytes in self._peaks()]
+        window.close()
+
+    def _phase_rows(self, name: str, step: int, held: list[HeldTensor]) -> None:
+        """The phase's rows since its last step: saved tensors of the largest forward, the model's static
+        categories, what the phase holds, device peaks; and its totals into the phase's peaks."""
+        saved, live = self._window.take()
+        model = self.session.model
+        logical = static_bytes_by_location(model)
+        for location, nbytes in held_bytes_by_location(model, held).items():
+            logical[location] = logical.get(location, 0) + nbytes
+        rows = _saved_rows(saved) + _saved_rows(live, "saved_peak")
+        rows += [
+            (layer, module, category, nbytes, "logical")
+            for (layer, module, category), nbytes in logical.items()
+        ]
+        peaks = self._peaks()
+        rows += [(-1, "model", category, nbytes, source) for source, category, nbytes in peaks]
         self._add(rows, step, name)
+        totals: dict[str, int] = {}
+        for (_, _, category), nbytes in logical.items():
+            totals[category] = totals.get(category, 0) + nbytes
+        totals["saved_peak"] = sum(live.values())
+        totals["total_logical"] = sum(totals.values())
+        totals["saved_activations"] = sum(saved.values())
+        for source, category, nbytes in peaks:
+            totals[category if source == "device" else f"allocator_{category}"] = nbytes
+        self._keep_peaks(self.phase_peak.setdefault(name, {}), totals)
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -163,10 +205,14 @@ class MemoryRecorder(RecorderBase):
         totals["saved_activations"] = sum(saved.values())
         for source, category, nbytes in peaks:
             totals[category if source == "device" else f"allocator_{category}"] = nbytes
-        for key, value in totals.items():
-            self.peak[key] = max(self.peak.get(key, 0), value)
+        self._keep_peaks(self.peak, totals)
 
     # -- helpers -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _keep_peaks(peaks: dict[str, int], totals: dict[str, int]) -> None:
+        for key, value in totals.items():
+            peaks[key] = max(peaks.get(key, 0), value)
 
     def _peaks(self) -> list[tuple[str, str, int]]:
         peaks = measure_device_peaks(self.session.device)

@@ -7,7 +7,7 @@ while its records are silently lost. Usage, as in workbench/train.py:
 
     recording = Recording(default_recorders(config.record))
     with recording.attached(session):
-        method.prepare(ctx)                       # ctx.phase = recording.phase
+        method.prepare(ctx)                       # ctx.phase = recording.phase, ctx.phase_step likewise
         recording.prepared()
         with recording.step(step):
             ...forward / backward per micro-batch...; recording.micro_batch_end(step)
@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from workbench.errors import RunStopped
+from workbench.methods.base import HeldTensor
 from workbench.recorders.base import Recorder, RecordingSession, StepInfo
 
 
@@ -33,6 +34,8 @@ class Recording:
     def __init__(self, recorders: Sequence[Recorder]) -> None:
         self.recorders = list(recorders)
         self.spent = 0.0  # seconds inside recorder hooks since the current step started
+        self._phase: str | None = None  # the selection phase running now, and its steps so far
+        self._phase_steps = 0
 
     # -- calling hooks -----------------------------------------------------------------------------
 
@@ -89,10 +92,26 @@ class Recording:
         own start/end work.
         """
         self._call("on_phase_start", name, step, where=f"at the start of phase {name!r}")
+        self._phase, self._phase_steps = name, 0
         t0 = time.perf_counter()
-        yield
+        try:
+            yield
+        finally:
+            self._phase = None
         seconds = time.perf_counter() - t0
         self._call("on_phase_end", name, step, seconds, where=f"at the end of phase {name!r}")
+
+    def phase_step(self, held: list[HeldTensor]) -> None:
+        """A step of the current selection phase (`PrepareContext.phase_step`), numbered 1, 2, ...
+
+        `held`: what the phase holds besides the model (gradient sums, optimizer state, fp32 masters).
+        Outside a phase (a method's own tests) nothing is recorded.
+        """
+        if self._phase is None:
+            return
+        self._phase_steps += 1
+        where = f"at step {self._phase_steps} of phase {self._phase!r}"
+        self._call("on_phase_step", self._phase, self._phase_steps, held, where=where)
 
     def prepared(self) -> None:
         self._call("on_prepared", where="after the method's selection (step 0)")

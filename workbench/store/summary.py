@@ -67,6 +67,7 @@ COLUMNS = [
     "allocator_bytes",
     "device_bytes",
     "rss_bytes",
+    "selection_peak_bytes",  # the selection phases' largest total logical memory (SMT, SPSFT)
     "step_seconds",
     "trainable_parameters",
     "created",
@@ -186,7 +187,24 @@ def run_record(run: Any) -> dict[str, Any]:
     }
     for source in MEMORY_SOURCES:
         record[f"{source}_bytes"] = memory_bytes(summary, source)
+    record["selection_peak_bytes"] = selection_peak_bytes(summary)
     return record
+
+
+def selection_peak_bytes(summary: dict[str, Any]) -> float | None:
+    """The largest total logical memory of the run's selection phases (SMT's warm-up, SPSFT's
+    importance: every phase but evaluation) at any of their steps; None when it ran none (or was
+    recorded before phases recorded their whole memory)."""
+    phases = summary.get("memory_phase_peak_bytes")
+    if not isinstance(phases, dict):
+        return None
+    totals = [
+        _number(peaks.get("total_logical"))
+        for phase, peaks in phases.items()
+        if phase != "eval" and isinstance(peaks, dict)
+    ]
+    totals = [t for t in totals if t is not None]
+    return max(totals) if totals else None
 
 
 def run_records(runs: Sequence[Any]) -> list[dict[str, Any]]:
@@ -208,7 +226,7 @@ def runs_frame(runs: Sequence[Any]) -> pd.DataFrame:
 
     frame = pd.DataFrame.from_records(run_records(runs), columns=COLUMNS)
     numeric = ("seed", "accuracy", "accuracy_low", "accuracy_high", "accuracy_before", "step_seconds")
-    for column in (*numeric, "trainable_parameters", "steps"):
+    for column in (*numeric, "trainable_parameters", "steps", "selection_peak_bytes"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     for source in MEMORY_SOURCES:
         frame[f"{source}_bytes"] = pd.to_numeric(frame[f"{source}_bytes"], errors="coerce")

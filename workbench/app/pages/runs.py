@@ -69,13 +69,26 @@ def details(ctx: AppContext, run_id: str) -> None:
         st.warning(f"This run is **{status}**: {message}. It shows what it recorded before.")
     elif status == "running":
         st.info("This run is still running; reload to see new steps.")
-    cols = st.columns(4)
+    cols = st.columns(6)
     cols[0].metric("accuracy", "-" if pd.isna(row["accuracy"]) else f"{100 * row['accuracy']:.1f}%")
-    saved = row["saved_activations_bytes"]
-    cols[1].metric("saved activations", "-" if pd.isna(saved) else f"{saved / MIB:,.1f} MiB")
-    cols[2].metric("step time", "-" if pd.isna(row["step_seconds"]) else f"{row['step_seconds']:.3f} s")
+    for col, (label, column, why) in zip(
+        cols[1:4],
+        (
+            ("saved activations", "saved_activations_bytes", "packed for backward at the peak step"),
+            ("training peak", "total_logical_bytes", "parameters, gradients, optimizer state, saved peak"),
+            (
+                "selection phase peak",
+                "selection_peak_bytes",
+                "SMT's warm-up / SPSFT's importance, same count",
+            ),
+        ),
+        strict=True,
+    ):
+        value = row.get(column)
+        col.metric(label, "-" if value is None or pd.isna(value) else f"{value / MIB:,.1f} MiB", help=why)
+    cols[4].metric("step time", "-" if pd.isna(row["step_seconds"]) else f"{row['step_seconds']:.3f} s")
     params = row["trainable_parameters"]
-    cols[3].metric("trainable parameters", "-" if pd.isna(params) else f"{int(params):,}")
+    cols[5].metric("trainable parameters", "-" if pd.isna(params) else f"{int(params):,}")
     st.caption(f"{row['path']} · tables: {', '.join(info['tables']) or 'none yet'}")
     left, right = st.columns(2)
     with left.expander("Configuration", expanded=False):

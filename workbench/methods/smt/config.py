@@ -24,6 +24,9 @@ SELECTIONS = ("gradient", "activation", "random")
 # global: one top-k over every target (the paper's); per_matrix: each matrix its share of k by size;
 # per_matrix_equal: the same number of blocks in every matrix (the authors' n blocks per matrix)
 SCOPES = ("global", "per_matrix", "per_matrix_equal")
+# targets: the warm-up tunes only the target matrices (cheaper); model: it tunes the whole model, as the
+# authors' code does (the warm-up then costs what full fine-tuning costs)
+WARMUP_SCOPES = ("targets", "model")
 BLOCK_SIZE_CANDIDATES = (256, 128, 64, 32)  # default block size: the largest dividing every target dim
 
 
@@ -45,14 +48,19 @@ class SMTOptions(Validated):
     # authors' num_submatrix_mlp). None: MLP blocks compete with attention blocks in the one `budget` pool.
     mlp_budget: float | None = None
     block_size: int | None = None  # b; None: the largest of 256, 128, 64, 32 dividing every target dim
-    warmup_steps: int = 100  # warm-up batches (paper: 100 on Commonsense, 25-30 on Math10K)
-    update_during_warmup: bool = True  # warm-up steps update the targets (AdamW), as the authors' code does
+    # warm-up steps (paper: 100 on Commonsense, 25-30 on Math10K); each a training step as the run takes
+    # them: train.grad_accum micro-batches, clipping, the run's schedule over the warm-up's steps
+    warmup_steps: int = 100
+    update_during_warmup: bool = True  # warm-up steps update weights (AdamW), as the authors' code does
+    warmup_scope: str = "targets"  # targets | model: what the warm-up updates (the authors: the whole model)
     # AdamW lr of the warm-up updates. The authors' script fine-tunes at 9.65e-6 during the warm-up and
     # trains the blocks at 1e-4; a full-matrix update at the blocks' lr would wreck a small model.
     # None: the run's learning rate.
     warmup_lr: float | None = 1e-5
     score: str = "mean_abs"  # mean_abs = |mean(G_block)| (paper's best, "SMT-2") | abs_mean | l1 | l2
-    selection: str = "gradient"  # gradient (GW, the paper's) | activation (AW) | random (Table 9's control)
+    # gradient (GW, the paper's) | activation (AW: whole input channels by mean |x|, as the authors' code;
+    # trained at the block size as column blocks of every row) | random (Table 9's control)
+    selection: str = "gradient"
     scope: str = "global"  # global top-k (paper) | per_matrix (share by size) | per_matrix_equal (n each)
 
     def validate(self) -> None:
@@ -85,6 +93,16 @@ class SMTOptions(Validated):
         require(
             self.warmup_lr is None or self.warmup_lr > 0,
             f"method.warmup_lr must be > 0 or None, got {self.warmup_lr}",
+        )
+        require(
+            self.warmup_scope in WARMUP_SCOPES,
+            f"unknown SMT warmup_scope {self.warmup_scope!r}; accepted: {_accepted(WARMUP_SCOPES)}",
+        )
+        require(
+            self.warmup_scope == "targets" or (self.selection == "gradient" and self.update_during_warmup),
+            "method.warmup_scope='model' tunes the whole model during a gradient warm-up; it needs "
+            f"selection='gradient' and update_during_warmup=true (got selection={self.selection!r}, "
+            f"update_during_warmup={self.update_during_warmup})",
         )
         why = {
             "gradient": "gradient selection sums the gradients of that many warm-up steps",

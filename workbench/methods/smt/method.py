@@ -10,13 +10,12 @@ frozen nn.Linear: no weight gradient, no saved input (the paper: "SMT freezes th
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from workbench.methods.activation_phase import input_channel_rms
+from workbench.methods.activation_phase import input_channel_norms
 from workbench.methods.base import (
     BlockGridSelection,
     MethodDefaults,
@@ -31,16 +30,18 @@ from workbench.methods.registry import register_method
 from workbench.methods.smt.config import BLOCK_SIZE_CANDIDATES, SMTOptions
 from workbench.methods.smt.layer import SparseBlockLinear
 from workbench.methods.smt.scoring import (
-    activation_block_scores,
     block_scores,
     blocks_for_fraction,
+    column_block_scores,
     default_block_size,
     select_top_blocks,
+    select_top_columns,
 )
 from workbench.models.anatomy import LINEAR_NAMES, MLP_LINEARS, PROJECTIONS, ModelAnatomy
 from workbench.validation import require
 
 Key = tuple[int, str]  # (transformer block index, projection name)
+WARMED = "warmup."  # adapter_state prefix of the parameters a whole-model warm-up changed
 
 
 @register_method
@@ -121,8 +122,16 @@ class SMT(MethodDefaults):
                 f"model has {total:,}) but {', '.join(names)} hold only {held} blocks "
                 f"({held * b * b:,} parameters)",
             )
-            if self.options.scope == "per_matrix_equal":
-                matrices = [key for key in keys if key[1] in names]
+            matrices = [key for key in keys if key[1] in names]
+            if self.options.selection == "activation":
+                cheapest = min(shapes[key][0] for key in matrices) // b
+                require(
+                    k >= cheapest,
+                    f"SMT activation selection trains whole input channels: a column of {b}-wide blocks "
+                    f"costs out_features/{b} blocks ({cheapest} in the cheapest of {', '.join(names)}), but "
+                    f"method.{option} gives {k} blocks; raise the budget or use selection gradient / random",
+                )
+            elif self.options.scope == "per_matrix_equal":
                 each = -(-k // len(matrices))  # the most any matrix gets
                 smallest = min(shapes[key][0] * shapes[key][1] for key in matrices) // (b * b)
                 require(
@@ -139,19 +148,19 @@ class SMT(MethodDefaults):
         self.model, self.anatomy = ctx.model, ctx.anatomy
         keys = self._keys(ctx.anatomy)
         self.targets = [ctx.anatomy.blocks[i].linear_path(name) for i, name in keys]
-        if self.options.selection == "gradient":
-            scores = self._gradient_scores(ctx, keys)
-        elif self.options.selection == "activation":
-            scores = self._activation_scores(ctx, keys)
-        else:
-            scores = self._random_scores(ctx, keys)
-
         total = sum(p.numel() for p in ctx.model.parameters())
         selected: dict[Key, torch.Tensor] = {}
-        for _, names, k in self._pools(total):
-            pool = [key for key in keys if key[1] in names]
-            masks = select_top_blocks([scores[key] for key in pool], k, self.options.scope)
-            selected.update(zip(pool, masks, strict=True))
+        if self.options.selection == "activation":
+            scores, selected = self._activation_selection(ctx, keys, total)
+        else:
+            if self.options.selection == "gradient":
+                scores = self._gradient_scores(ctx, keys)
+            else:
+                scores = self._random_scores(ctx, keys)
+            for _, names, k in self._pools(total):
+                pool = [key for key in keys if key[1] in names]
+                masks = select_top_blocks([scores[key] for key in pool], k, self.options.scope)
+                selected.update(zip(pool, masks, strict=True))
 
         b = self.block_size
         self._grids = [
@@ -170,24 +179,28 @@ class SMT(MethodDefaults):
         """GW-selection: warm-up gradient sums G per target, scored per block; also |g| statistics."""
         opts = self.options
         weights = {key: ctx.anatomy.blocks[key[0]].linear(key[1]).weight for key in keys}
-        # Per-step stats through gradient hooks: (sum of medians, sum of means, max) per matrix, kept on
-        # the device so the warm-up has no host sync per step. Cost on CPU at SmolLM2 (90 q/k/v grads):
-        # 0.18 s of CPU per step, ~3% of a forward+backward at 8 x 128 tokens. Hooks need requires_grad
-        # set first; accumulate_gradients restores these flags afterwards and freeze() follows anyway.
+        # Per-step stats of each step's gradient (before clipping): (sum of medians, sum of means, max) per
+        # matrix, kept on the device so the warm-up has no host sync per step. Cost on CPU at SmolLM2 (90
+        # q/k/v grads): 0.18 s of CPU per step, ~3% of a forward+backward at 8 x 128 tokens.
         sums = {key: torch.zeros(3, device=w.device) for key, w in weights.items()}
-        handles = []
-        for key, w in weights.items():
-            w.requires_grad_(True)
-            handles.append(w.register_hook(self._stats_hook(sums[key])))
+
+        def stats(grads: dict[Key, torch.Tensor]) -> None:
+            for key, grad in grads.items():
+                a = grad.detach().abs().float()
+                sums[key][:2] += torch.stack([a.median(), a.mean()])
+                sums[key][2] = torch.maximum(sums[key][2], a.max())
+
         warmup_ctx = ctx if opts.warmup_lr is None else dataclasses.replace(ctx, lr=opts.warmup_lr)
-        try:
-            with ctx.phase("warmup"):
-                grads = accumulate_gradients(
-                    warmup_ctx, weights, opts.warmup_steps, update=opts.update_during_warmup
-                )
-        finally:
-            for handle in handles:
-                handle.remove()
+        trained = list(ctx.model.parameters()) if opts.warmup_scope == "model" else None
+        with ctx.phase("warmup"):
+            grads = accumulate_gradients(
+                warmup_ctx,
+                weights,
+                opts.warmup_steps,
+                update=opts.update_during_warmup,
+                trained=trained,
+                on_step=stats,
+            )
         self.warmup_updated = opts.update_during_warmup
         steps = opts.warmup_steps
         self._warmup_grad_stats = {}
@@ -195,15 +208,6 @@ class SMT(MethodDefaults):
             median, mean, peak = s.tolist()
             self._warmup_grad_stats[key] = {"median": median / steps, "mean": mean / steps, "max": peak}
         return {key: block_scores(g, self.block_size, opts.score).cpu() for key, g in grads.items()}
-
-    @staticmethod
-    def _stats_hook(acc: torch.Tensor) -> Callable[[torch.Tensor], None]:
-        def hook(grad: torch.Tensor) -> None:
-            a = grad.detach().abs().float()
-            acc[:2] += torch.stack([a.median(), a.mean()])
-            acc[2] = torch.maximum(acc[2], a.max())
-
-        return hook
 
     def _random_scores(self, ctx: PrepareContext, keys: list[Key]) -> dict[Key, torch.Tensor]:
         """Random selection (the paper's Table 9 control): uniform scores per block from a generator
@@ -216,18 +220,33 @@ class SMT(MethodDefaults):
             scores[key] = torch.rand(out_features // b, in_features // b, generator=generator)
         return scores
 
-    def _activation_scores(self, ctx: PrepareContext, keys: list[Key]) -> dict[Key, torch.Tensor]:
-        """AW-selection: per input channel, the RMS over real tokens of the input, averaged over the
-        warm-up batches (`activation_phase.input_channel_rms`). Forward only, no weight update."""
+    def _activation_selection(
+        self, ctx: PrepareContext, keys: list[Key], total: int
+    ) -> tuple[dict[Key, torch.Tensor], dict[Key, torch.Tensor]]:
+        """AW-selection as the authors' code: each input channel scored by its mean |x| over real tokens,
+        averaged over the warm-up batches (forward only, no weight update); whole columns train, at the
+        block size: column blocks of every row (`scoring.select_top_columns`). (scores, masks) per key;
+        a block's score is its column's."""
         linears = {key: ctx.anatomy.blocks[key[0]].linear(key[1]) for key in keys}
         with ctx.phase("warmup"):
-            norms = input_channel_rms(ctx, linears, self.options.warmup_steps)
+            norms = input_channel_norms(ctx, linears, self.options.warmup_steps, stat="mean_abs")
         self.warmup_updated = False
         b = self.block_size
-        return {
-            key: activation_block_scores(norms[key], linear.weight.shape[0], b)
-            for key, linear in linears.items()
-        }
+        columns = {key: column_block_scores(norms[key], b) for key in keys}
+        rows = {key: linear.weight.shape[0] // b for key, linear in linears.items()}
+        selected: dict[Key, torch.Tensor] = {}
+        for _, names, k in self._pools(total):
+            pool = [key for key in keys if key[1] in names]
+            masks = select_top_columns(
+                [columns[key] for key in pool],
+                [rows[key] for key in pool],
+                [(name, index) for index, name in pool],
+                k,
+                self.options.scope,
+            )
+            selected.update(zip(pool, masks, strict=True))
+        scores = {key: columns[key].expand(rows[key], -1).clone() for key in keys}
+        return scores, selected
 
     # ---- the contract ------------------------------------------------------------------------------
 
@@ -262,16 +281,24 @@ class SMT(MethodDefaults):
         """Per swapped module `<path>.blocks` (m, b, b) and `<path>.block_index` (m, 2).
 
         When the warm-up updated the targets, their weights are part of the result too: `<path>.weight`
-        for every target matrix (the base model alone no longer rebuilds the trained one).
+        for every target matrix (the base model alone no longer rebuilds the trained one); when it tuned
+        the whole model (`warmup_scope = "model"`), every other parameter too, as `warmup.<name>`.
         """
         state: dict[str, torch.Tensor] = {}
         for key, module in self.swapped.items():
             state[f"{self._path(key)}.blocks"] = module.blocks.detach()
             state[f"{self._path(key)}.block_index"] = module.block_index
         if self.warmup_updated:
+            targets = set()
             for index, name in self._keys(self.anatomy):
                 weight = self.anatomy.blocks[index].linear(name).weight  # base weight, also when swapped
                 state[f"{self._path((index, name))}.weight"] = weight.detach()
+                targets.add(id(weight))
+            if self.options.warmup_scope == "model":
+                blocks = {id(module.blocks) for module in self.swapped.values()}
+                for name, param in self.model.named_parameters():
+                    if id(param) not in targets and id(param) not in blocks:
+                        state[f"{WARMED}{name.replace('.base_layer.', '.')}"] = param.detach()
         return state
 
     def restore(self, model: nn.Module, anatomy: ModelAnatomy, state: dict[str, torch.Tensor]) -> None:
@@ -283,7 +310,16 @@ class SMT(MethodDefaults):
         self.targets = [self._path(key) for key in keys]
         known = {self._path((i, name)): (i, name) for i in range(anatomy.num_blocks) for name in LINEAR_NAMES}
         parts: dict[Key, dict[str, torch.Tensor]] = {}
+        params = dict(model.named_parameters())
+        warmed = {entry.removeprefix(WARMED): t for entry, t in state.items() if entry.startswith(WARMED)}
+        unknown = sorted(set(warmed) - set(params))
+        if unknown:
+            raise ValueError(
+                f"SMT adapter state has warm-up weights for unknown parameters, e.g. {unknown[:3]}"
+            )
         for entry, tensor in state.items():
+            if entry.startswith(WARMED):
+                continue
             path, _, part = entry.rpartition(".")
             if path not in known or part not in ("blocks", "block_index", "weight"):
                 raise ValueError(f"SMT adapter state has an unexpected key {entry!r}")
@@ -296,7 +332,9 @@ class SMT(MethodDefaults):
                 raise ValueError(f"SMT adapter state has blocks of {p['blocks'].shape[-1]}, options give {b}")
 
         freeze(model)
-        with torch.no_grad():  # the warm-up's updates of the target weights come first
+        with torch.no_grad():  # the warm-up's updates of the weights come first
+            for name, tensor in warmed.items():
+                params[name].copy_(tensor)
             for (index, name), p in parts.items():
                 if "weight" in p:
                     anatomy.blocks[index].linear(name).weight.copy_(p["weight"])

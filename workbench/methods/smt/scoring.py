@@ -1,7 +1,8 @@
 """Block scores, budget arithmetic and top-k selection for SMT: pure functions on tensors.
 
 A target weight (out, in) is cut into a grid of (out/b, in/b) blocks of b x b. Each block gets a score
-(from the warm-up gradient, or from input-activation norms), and the top-k blocks train.
+from the warm-up gradient and the top-k blocks train; or (activation-aware selection) each column block
+gets the mean |x| of its input channels and whole columns train.
 """
 
 from __future__ import annotations
@@ -34,16 +35,50 @@ def block_scores(grad: torch.Tensor, block_size: int, rule: str) -> torch.Tensor
     raise ValueError(f"unknown block score rule {rule!r}")
 
 
-def activation_block_scores(channel_norms: torch.Tensor, out_features: int, block_size: int) -> torch.Tensor:
-    """(out/b, in/b) AW-selection scores: the mean norm of the input channels of each column block.
+def column_block_scores(channel_scores: torch.Tensor, block_size: int) -> torch.Tensor:
+    """(in/b,) AW-selection score of each column block: the mean of its input channels' scores
+    (`channel_scores` (in,), the mean |x| per input channel)."""
+    return channel_scores.float().reshape(-1, block_size).mean(dim=1)
 
-    `channel_norms` (in,) is the mean activation magnitude per input channel. Input activations say
-    nothing about output rows, so every row block of a column block gets the same score; ties then go
-    to the lower block index (see `select_top_blocks`).
+
+def select_top_columns(
+    column_scores: Sequence[torch.Tensor],
+    rows: Sequence[int],
+    names: Sequence[tuple[str, int]],
+    k: int,
+    scope: str,
+) -> list[torch.Tensor]:
+    """AW-selection: whole column blocks (every row block of the chosen input channels), at most k blocks.
+
+    `column_scores[m]` (C_m,) per matrix m, `rows[m]` its row blocks (what one of its columns costs),
+    `names[m]` its (projection name, layer). The authors rank input channels over all targets in one list
+    and break ties by (name, layer, channel), the larger first (their heap's order), so a channel shared
+    by q, k and v (the same input) goes to v, then q, then k. global: columns in that order, each taken
+    while the budget affords it; per_matrix / per_matrix_equal: each matrix spends its share of k
+    (`select_top_blocks`' split) on its best columns. Returns (R_m, C_m) boolean masks.
     """
-    b = block_size
-    per_column_block = channel_norms.float().reshape(-1, b).mean(dim=1)  # (C,)
-    return per_column_block.expand(out_features // b, -1).clone()  # (R, C)
+    if scope == "global":
+        shares = None
+    elif scope == "per_matrix":
+        shares = allocate_per_matrix([r * c.numel() for r, c in zip(rows, column_scores, strict=True)], k)
+    elif scope == "per_matrix_equal":
+        shares = [k // len(rows) + (m < k % len(rows)) for m in range(len(rows))]
+    else:
+        raise ValueError(f"unknown selection scope {scope!r}")
+    units = [
+        (float(score), *names[m], col, m)
+        for m, scores in enumerate(column_scores)
+        for col, score in enumerate(scores.tolist())
+    ]
+    units.sort(reverse=True)  # score, then name, layer, column: larger first
+    left = list(shares) if shares is not None else [k]
+    masks = [torch.zeros(r, c.numel(), dtype=torch.bool) for r, c in zip(rows, column_scores, strict=True)]
+    for *_, col, m in units:
+        pool = m if shares is not None else 0
+        if rows[m] <= left[pool]:
+            masks[m][:, col] = True
+            left[pool] -= rows[m]
+    return masks
 
 
 def default_block_size(dims: Iterable[int]) -> int | None:

@@ -16,6 +16,10 @@ SPSFT_TARGETS = {
 # taylor, qm_taylor, zo_taylor: the paper's gradient-based scores
 IMPORTANCES = ("l2", "l1", "random", "wanda", "taylor", "qm_taylor", "zo_taylor")
 INITS = ("zeros", "kaiming")
+# per_linear: each target linear its top r rows (the paper's); global: the same total number of rows, the
+# best over every target linear together (a linear may get none; scores must then be comparable across
+# linears, which weight norms roughly are and gradient scores are)
+RANKINGS = ("per_linear", "global")
 
 # W_f has r x d_in entries per linear where LoRA has r x (d_in + d_out), so the paper pairs SPSFT r = 2k
 # with LoRA r = k (Table 8: LoRA r=16 40.0M params vs SPSFT r=32 36.4M on Llama-2-7B). On SmolLM2-135M,
@@ -33,6 +37,7 @@ class SPSFTOptions(Validated):
         "l2"  # l2 | l1 | random | wanda | taylor | qm_taylor | zo_taylor; l2: the paper's LLM choice
     )
     importance_batches: int = 8  # batches scored by taylor / zo_taylor / wanda; per class for qm_taylor
+    ranking: str = "per_linear"  # per_linear | global: rows ranked within each linear or over all of them
     targets: str = "all"  # all | mlp ("FA": freeze attention)
     init: str = "zeros"  # zeros (the paper: step-0 model = base) | kaiming (the authors' code)
     zo_eps: float = 1e-3  # zo_taylor: perturbation size of the weights (the authors' value)
@@ -61,6 +66,10 @@ class SPSFTOptions(Validated):
             self.targets in SPSFT_TARGETS,
             f"unknown SPSFT targets {self.targets!r}; accepted: {', '.join(SPSFT_TARGETS)}",
         )
+        require(
+            self.ranking in RANKINGS,
+            f"unknown SPSFT ranking {self.ranking!r}; accepted: {', '.join(RANKINGS)}",
+        )
         require(self.init in INITS, f"unknown SPSFT init {self.init!r}; accepted: {', '.join(INITS)}")
         require(self.zo_eps > 0, f"method.zo_eps must be > 0, got {self.zo_eps}")
         require(self.zo_directions >= 1, f"method.zo_directions must be >= 1, got {self.zo_directions}")
@@ -78,8 +87,8 @@ class SPSFTOptions(Validated):
 
     def check(self, anatomy: ModelAnatomy) -> None:
         """A rank above a target's output width is a ConfigError naming the layer and its width."""
-        if self.rank is None:
-            return  # a ratio always fits
+        if self.rank is None or self.ranking == "global":
+            return  # a ratio always fits; a global ranking asks only for a total (rank x linears) of rows
         shapes = anatomy.linear_shapes()
         for name in self.target_names:
             out_features = shapes[name][0]

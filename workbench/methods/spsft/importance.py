@@ -31,7 +31,7 @@ from torch import nn
 
 from workbench.data.batch import Batch
 from workbench.errors import ConfigError
-from workbench.methods.activation_phase import input_channel_rms
+from workbench.methods.activation_phase import input_channel_norms
 from workbench.methods.base import PrepareContext
 from workbench.methods.gradient_phase import accumulate_gradients
 from workbench.methods.spsft.config import SPSFTOptions
@@ -200,6 +200,7 @@ def zo_gradients(
                     sums[key].add_(_direction(seed, state["step"], i, sums[key]), alpha=projected)
                 state["step"] += 1
                 count += 1
+                ctx.phase_step([("accumulators", linears[key].weight, sums[key]) for key in keys])
     finally:
         for handle in handles:
             handle.remove()
@@ -218,7 +219,7 @@ def compute_importance(
     if kind == "random":
         return random_scores(linears, ctx.seed)
     if kind == "wanda":
-        norms = input_channel_rms(ctx, linears, options.importance_batches)
+        norms = input_channel_norms(ctx, linears, options.importance_batches, stat="rms")
         return {key: wanda_scores(lin.weight, norms[key]) for key, lin in linears.items()}
     if kind == "taylor":
         return gradient_taylor(ctx, linears, take_batches(ctx.batches, options.importance_batches))
@@ -237,3 +238,19 @@ def top_rows(scores: torch.Tensor, r: int) -> torch.Tensor:
     """(d_out,) scores -> (r,) indices of the r highest, ascending; ties go to the lower index."""
     order = torch.argsort(scores, descending=True, stable=True)
     return order[:r].sort().values
+
+
+def top_rows_global(scores: dict[K, torch.Tensor], counts: dict[K, int]) -> dict[K, torch.Tensor]:
+    """The sum of `counts` best rows over every linear together -> (r_k,) ascending row indices per linear
+    that got any (a linear may get none). Ties go to the earlier linear, then the lower row."""
+    keys = list(scores)
+    flat = torch.cat([scores[key].float().flatten() for key in keys])
+    owner = torch.cat([torch.full((scores[key].numel(),), i) for i, key in enumerate(keys)])
+    offset = torch.cat([torch.arange(scores[key].numel()) for key in keys])
+    chosen = torch.argsort(flat, descending=True, stable=True)[: min(sum(counts.values()), flat.numel())]
+    out = {}
+    for i, key in enumerate(keys):
+        rows = offset[chosen[owner[chosen] == i]]
+        if rows.numel():
+            out[key] = rows.sort().values
+    return out

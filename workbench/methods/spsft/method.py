@@ -18,12 +18,12 @@ from workbench.methods.base import (
 )
 from workbench.methods.registry import register_method
 from workbench.methods.spsft.config import SPSFTOptions
-from workbench.methods.spsft.importance import compute_importance, top_rows
+from workbench.methods.spsft.importance import compute_importance, top_rows, top_rows_global
 from workbench.methods.spsft.layer import RowSparseLinear
 from workbench.models.anatomy import PROJECTIONS, ModelAnatomy
 
 # adapter_state keys: "<linear path>.<suffix>", e.g. "model.layers.3.mlp.down_proj.weight_f"
-ROWS, WEIGHT_F, SCORES = "rows", "weight_f", "scores"
+ROWS, WEIGHT_F, BIAS_F, SCORES = "rows", "weight_f", "bias_f", "scores"
 
 
 @register_method
@@ -58,20 +58,33 @@ class SPSFT(MethodDefaults):
         with ctx.phase("importance"):
             scores = compute_importance(ctx, linears, self.options)
         self.scores = {key: s.detach().float().cpu() for key, s in scores.items()}
-        rows = {key: top_rows(s, self.options.rows_for(s.numel())) for key, s in self.scores.items()}
+        counts = {key: self.options.rows_for(s.numel()) for key, s in self.scores.items()}
+        if self.options.ranking == "global":
+            rows = top_rows_global(self.scores, counts)
+        else:
+            rows = {key: top_rows(s, counts[key]) for key, s in self.scores.items()}
         self._install(ctx.model, ctx.anatomy, rows, init=self.options.init)
 
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
-        return {f"{self._path(key)}.{WEIGHT_F}": module.weight_f for key, module in self.swapped.items()}
+        out = {}
+        for key, module in self.swapped.items():
+            out[f"{self._path(key)}.{WEIGHT_F}"] = module.weight_f
+            if module.bias_f is not None:
+                out[f"{self._path(key)}.{BIAS_F}"] = module.bias_f
+        return out
 
     def selection(self) -> list[Selection]:
+        """Every target linear's row scores and chosen rows (none for a linear a global ranking skipped)."""
         out: list[Selection] = []
-        for (block, name), module in self.swapped.items():
-            selected = torch.zeros(module.out_features, dtype=torch.bool)
-            selected[module.rows.cpu()] = True
+        for block, name in self._targets(self.anatomy):
+            width = self.anatomy.blocks[block].linear(name).out_features
+            selected = torch.zeros(width, dtype=torch.bool)
+            module = self.swapped.get((block, name))
+            if module is not None:
+                selected[module.rows.cpu()] = True
             scores = self.scores.get((block, name))
             if scores is None:  # restored from a state without scores
-                scores = torch.full((module.out_features,), float("nan"))
+                scores = torch.full((width,), float("nan"))
             out.append(RowSelection(block=block, module=name, scores=scores, selected=selected))
         return out
 
@@ -79,48 +92,71 @@ class SPSFT(MethodDefaults):
         """Rows trained per target projection (`rank`, or `ratio` of its output features), as a list
         over blocks where the blocks differ."""
         rows: dict[str, list[int]] = {}
-        for (_, name), module in sorted(self.swapped.items()):
-            rows.setdefault(name, []).append(int(module.rows.numel()))
+        for block, name in self._targets(self.anatomy):
+            module = self.swapped.get((block, name))
+            rows.setdefault(name, []).append(0 if module is None else int(module.rows.numel()))
         return {"rows": {name: r[0] if len(set(r)) == 1 else r for name, r in rows.items()}}
 
     def adapter_state(self) -> dict[str, torch.Tensor]:
-        """Per target: `<path>.rows` (r,) long, `<path>.weight_f` (r, d_in), `<path>.scores` (d_out,) fp32."""
+        """Per trained linear: `<path>.rows` (r,) long, `<path>.weight_f` (r, d_in), `<path>.bias_f` (r,)
+        where it has a bias, `<path>.scores` (d_out,) fp32. A global ranking may leave a linear out."""
         state: dict[str, torch.Tensor] = {}
         for key, module in self.swapped.items():
             path = self._path(key)
             state[f"{path}.{ROWS}"] = module.rows.detach().contiguous()
             state[f"{path}.{WEIGHT_F}"] = module.weight_f.detach().contiguous()
+            if module.bias_f is not None:
+                state[f"{path}.{BIAS_F}"] = module.bias_f.detach().contiguous()
             if key in self.scores:
                 state[f"{path}.{SCORES}"] = self.scores[key].contiguous()
         return state
 
     def restore(self, model: nn.Module, anatomy: ModelAnatomy, state: dict[str, torch.Tensor]) -> None:
-        """Rebuild the trained modules from `adapter_state()` on a fresh base model (no importance phase)."""
-        targets = self._targets(anatomy)
-        expected = {f"{anatomy.blocks[i].linear_path(n)}.{s}" for i, n in targets for s in (ROWS, WEIGHT_F)}
-        missing = expected - set(state)
+        """Rebuild the trained modules from `adapter_state()` on a fresh base model (no importance phase).
+
+        Strict: every key must belong to a target linear; a linear with rows has its weight_f (and its
+        bias_f where it has a bias); with ranking per_linear every target has rows.
+        """
+        paths = {anatomy.blocks[i].linear_path(n): (i, n) for i, n in self._targets(anatomy)}
+        by_key: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+        for entry, tensor in state.items():
+            path, _, part = entry.rpartition(".")
+            if path not in paths or part not in (ROWS, WEIGHT_F, BIAS_F, SCORES):
+                raise ValueError(f"SPSFT state has an unexpected key {entry!r}")
+            by_key.setdefault(paths[path], {})[part] = tensor
+        trained = {key: parts for key, parts in by_key.items() if ROWS in parts or WEIGHT_F in parts}
+        if self.options.ranking == "per_linear" or not trained:  # a global ranking may skip linears
+            missing = [path for path, key in paths.items() if key not in trained]
+        else:
+            missing = []
         if missing:
-            raise ValueError(f"SPSFT state lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}")
-        allowed = expected | {f"{anatomy.blocks[i].linear_path(n)}.{SCORES}" for i, n in targets}
-        unexpected = set(state) - allowed
-        if unexpected:
-            raise ValueError(f"SPSFT state has unexpected keys, e.g. {sorted(unexpected)[:3]}")
-        rows, values, self.scores = {}, {}, {}
-        for i, n in targets:
-            path = anatomy.blocks[i].linear_path(n)
-            rows[(i, n)] = state[f"{path}.{ROWS}"].long().cpu()
-            values[(i, n)] = state[f"{path}.{WEIGHT_F}"]
-            if f"{path}.{SCORES}" in state:
-                self.scores[(i, n)] = state[f"{path}.{SCORES}"].float().cpu()
+            raise ValueError(f"SPSFT state lacks the rows of {len(missing)} linears, e.g. {missing[:3]}")
+        for key, parts in trained.items():
+            has_bias = anatomy.blocks[key[0]].linear(key[1]).bias is not None
+            needed = {ROWS, WEIGHT_F} | ({BIAS_F} if has_bias else set())
+            lacking = sorted(needed - set(parts))
+            path = anatomy.blocks[key[0]].linear_path(key[1])
+            if lacking:
+                raise ValueError(
+                    f"SPSFT state for {path} lacks {', '.join(lacking)} (it has {', '.join(parts)})"
+                )
+            if BIAS_F in parts and not has_bias:
+                raise ValueError(f"SPSFT state has a bias_f for {path}, which has no bias")
+        self.scores = {key: p[SCORES].float().cpu() for key, p in by_key.items() if SCORES in p}
+        rows = {key: parts[ROWS].long().cpu() for key, parts in trained.items()}
         self._install(model, anatomy, rows, init="zeros")
         with torch.no_grad():
             for key, module in self.swapped.items():
-                if values[key].shape != module.weight_f.shape:
-                    raise ValueError(
-                        f"{self._path(key)}.{WEIGHT_F} has shape {tuple(values[key].shape)}, "
-                        f"expected {tuple(module.weight_f.shape)}"
-                    )
-                module.weight_f.copy_(values[key])
+                for part, param in ((WEIGHT_F, module.weight_f), (BIAS_F, module.bias_f)):
+                    if param is None:
+                        continue
+                    value = trained[key][part]
+                    if value.shape != param.shape:
+                        raise ValueError(
+                            f"{self._path(key)}.{part} has shape {tuple(value.shape)}, "
+                            f"expected {tuple(param.shape)}"
+                        )
+                    param.copy_(value)
 
     def merge(self) -> nn.Module:
         """Fold W_f into the selected rows and put plain nn.Linear modules back; returns the causal LM."""
