@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -45,7 +46,10 @@ def test_evaluate_matches_a_manual_computation(byte_tokenizer, tiny_lm):
 
 
 class _Prefers(nn.Module):
-    """A stand-in causal LM whose next-token distribution always favours one token id."""
+    """A stand-in causal LM whose next-token distribution always favours one token id; shaped as
+    workbench.lm reads a causal LM (a base model, an output embedding, a config)."""
+
+    config = SimpleNamespace()  # no logit scaling, no soft-capping
 
     def __init__(self, token_id: int, vocab: int = 384) -> None:
         super().__init__()
@@ -57,6 +61,13 @@ class _Prefers(nn.Module):
             )
             self.lm_head.bias.zero_()
             self.lm_head.bias[token_id] = 5.0  # dominates the small random weights
+
+    @property
+    def base_model(self) -> nn.Module:
+        return self.model
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
 
 
 class _OneHot(nn.Module):
