@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from workbench import cache
-from workbench.errors import WorkbenchError
+from workbench.errors import RegistryUnavailable, WorkbenchError
 
 CONTENT = b"pretend wheel"
 DIGEST = hashlib.sha256(CONTENT).hexdigest()
@@ -23,6 +23,7 @@ class FakePip:
         self.returncode = returncode
         self.files = {"demo-1.0-py3-none-any.whl": CONTENT} if files is None else files
         self.unpacked = unpacked or {}  # member -> bytes, left in TMPDIR like `pip download --no-clean`
+        self.stderr = "ERROR: pip said no"
 
     def __call__(self, args: list[str], tmp: Path) -> subprocess.CompletedProcess[str]:
         self.calls.append(args)
@@ -34,7 +35,7 @@ class FakePip:
             path = tmp / "pip-download-abc" / "demo_123" / member
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        return subprocess.CompletedProcess(args, self.returncode, "", "ERROR: pip said no")
+        return subprocess.CompletedProcess(args, self.returncode, "", self.stderr)
 
 
 @pytest.fixture
@@ -104,3 +105,26 @@ def test_sdist_member_missing_or_wrong(fake_pip, tmp_path):
     with pytest.raises(WorkbenchError, match="checksum mismatch for demo==1.0:demo/a.json"):
         cache.fetch_sdist_members("demo", "1.0", {"demo/a.json": "0" * 64}, cache_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_version_the_registry_does_not_serve_says_how_to_supply_it(fake_pip, tmp_path):
+    fake = fake_pip(returncode=1, files={})
+    fake.stderr = (
+        "ERROR: Could not find a version that satisfies the requirement demo==1.0 (from versions: 0.0.1)\n"
+        "ERROR: No matching distribution found for demo==1.0"
+    )
+    member = "demo/tasks/a/task.json"
+    with pytest.raises(
+        RegistryUnavailable, match=r"does not serve demo==1\.0 \(it offers: 0\.0\.1\)"
+    ) as info:
+        cache.fetch_sdist_members("demo", "1.0", {member: DIGEST}, cache_dir=tmp_path)
+    supplied = tmp_path / "packages" / "demo-1.0" / member
+    assert str(supplied) in str(info.value) and DIGEST in str(info.value)
+    supplied.parent.mkdir(parents=True)
+    supplied.write_bytes(CONTENT)  # the pinned file, put there by hand
+    assert cache.fetch_sdist_members("demo", "1.0", {member: DIGEST}, cache_dir=tmp_path)[member] == supplied
+    supplied.write_bytes(b"something else")
+    with pytest.raises(WorkbenchError, match="checksum mismatch"):
+        cache.fetch_sdist_members("demo", "1.0", {member: DIGEST}, cache_dir=tmp_path)
+    with pytest.raises(RegistryUnavailable, match="its archive in"):
+        cache.fetch_package("demo", "1.0", DIGEST, cache_dir=tmp_path)

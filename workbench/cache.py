@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from workbench.errors import WorkbenchError
+from workbench.errors import RegistryUnavailable, WorkbenchError
 
 CACHE_ENV = "WORKBENCH_CACHE"
 
@@ -67,6 +67,7 @@ def fetch_package(
         download = tmp / "download"
         result = _run_pip(["download", "--no-deps", f"{name}=={version}", "-d", str(download)], tmp)
         files = _archives(download)
+        _check_served(result, name, version, target_dir)
         if result.returncode != 0 or len(files) != 1:
             raise WorkbenchError(
                 f"pip could not download {name}=={version} (exit {result.returncode}); "
@@ -98,11 +99,14 @@ def fetch_sdist_members(
     target_dir = cache_root(cache_dir) / "packages" / f"{name}-{version}"
     paths = {member: target_dir / member for member in members}
     if all(p.is_file() for p in paths.values()):
+        for member, path in paths.items():  # small files, maybe put there by hand: checked on every use
+            _verify(path, members[member], f"{name}=={version}:{member} in the cache")
         return paths
     with _scratch(cache_dir) as tmp:
         _announce(name, version, cache_dir, size_mb)
         args = ["download", "--no-deps", "--no-binary", ":all:", "--no-clean", f"{name}=={version}"]
         result = _run_pip([*args, "-d", str(tmp / "download")], tmp)
+        _check_served(result, name, version, target_dir, members)
         for member, digest in members.items():
             found = sorted(tmp.glob(f"pip-*/*/{member}"))  # pip-download-*/<name>_<uuid>/<member>
             if not found:
@@ -154,6 +158,30 @@ def _run_pip(args: list[str], tmp: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     except OSError as exc:
         raise WorkbenchError(f"cannot run pip ({' '.join(cmd[:3])}): {exc}") from None
+
+
+def _check_served(
+    result: subprocess.CompletedProcess[str],
+    name: str,
+    version: str,
+    target_dir: Path,
+    members: Mapping[str, str] | None = None,
+) -> None:
+    """RegistryUnavailable when pip found no such version on the registry, saying how to supply it."""
+    output = f"{result.stdout}\n{result.stderr}"
+    if "No matching distribution found" not in output:
+        return
+    offered = output.partition("(from versions:")[2].partition(")")[0].strip() or "none"
+    files = (
+        ", ".join(f"{target_dir / m} (sha256 {d})" for m, d in members.items())
+        if members
+        else f"its archive in {target_dir}"
+    )
+    raise RegistryUnavailable(
+        f"the package registry does not serve {name}=={version} (it offers: {offered}), so it cannot be "
+        f"fetched here. Supply the pinned files by hand, checked against their sha256: {files}; or set "
+        "$WORKBENCH_CACHE to a cache that holds them."
+    )
 
 
 def _verify(path: Path, expected: str, what: str) -> None:

@@ -19,3 +19,7 @@ class StoreError(WorkbenchError):
 
 class RunStopped(WorkbenchError):
     """Training stopped early for a reason recorded in the run status (NaN loss, recorder failure)."""
+
+
+class RegistryUnavailable(WorkbenchError):
+    """The package registry does not serve a pinned package version (nothing the project can fix)."""

@@ -9,7 +9,7 @@ import pytest
 from workbench.cache import sha256_file
 from workbench.data import TASKS, TEMPLATES, load_task
 from workbench.data.sources import BIGBENCH_TASKS, parse_polarity
-from workbench.errors import WorkbenchError
+from workbench.errors import RegistryUnavailable, WorkbenchError
 
 # name: (examples, classes or None, number of candidates)
 EXPECTED = {
@@ -25,9 +25,18 @@ def test_registry_lists_the_builtin_tasks():
     assert set(TEMPLATES) == set(EXPECTED)
 
 
+def loaded(name: str):
+    """load_task(name), skipped when the registry does not serve its archive (outside the project: on
+    2026-12-05 the registry here stopped serving bigbench==1.0.0; the error says how to supply it)."""
+    try:
+        return load_task(name)
+    except RegistryUnavailable as err:
+        pytest.skip(f"{name}: {err}")
+
+
 @pytest.fixture(scope="module", params=sorted(EXPECTED))
 def task(request):
-    return load_task(request.param)
+    return loaded(request.param)
 
 
 def test_builtin_task_shape(task):
@@ -82,13 +91,13 @@ def test_polarity_known_sentence_and_gold():
 
 
 def test_strategyqa_gold_follows_target_scores():
-    task = load_task("strategyqa")
+    task = loaded("strategyqa")
     frost = [e for e in task.train + task.eval if "frost during some college commencements" in e.prompt]
     assert [e.answer for e in frost] == [" Yes"]
 
 
 def test_social_iqa_gold_choice():
-    task = load_task("social_iqa")
+    task = loaded("social_iqa")
     tracy = [e for e in task.train + task.eval if e.prompt.startswith("Context: Tracy didn't go home")]
     assert len(tracy) == 1
     assert tracy[0].candidates == (" Make a new plan", " Go home and see Riley", " Find somewhere to go")
