@@ -82,6 +82,11 @@ def format_run_report(
             for key, label in MEMORY_ROWS:
                 if key in peaks:
                     lines.append(f"    {label:<32}{mib(peaks[key]):>14}")
+        phases = summary.get("memory_phase_peak_bytes")
+        for phase, phase_peaks in phases.items() if isinstance(phases, dict) else ():
+            if phase != "eval" and isinstance(phase_peaks, dict) and "total_logical" in phase_peaks:
+                label = f"selection phase {phase!r}, peak"  # SMT's warm-up, SPSFT's importance
+                lines.append(f"    {label:<32}{mib(phase_peaks['total_logical']):>14}")
         if summary.get("memory_note"):
             lines.append(f"  note: {summary['memory_note']}")
         if summary.get("saliency_note"):

@@ -13,6 +13,7 @@ from workbench.memory.static import adamw_state_bytes
 from workbench.models.anatomy import LINEAR_NAMES, anatomy_of
 from workbench.models.tiny import tiny_model
 from workbench.recorders import MemoryRecorder, StepInfo
+from workbench.report import format_run_report
 from workbench.store import RunReader
 from workbench.store.summary import memory_bytes, run_record
 
@@ -104,6 +105,8 @@ def test_selection_phases_record_their_whole_logical_memory_per_step(recorded):
         figure = memory_phases(run.table("memory")).data
         shown = figure.query(f"phase == '{phase}' and category == 'total_logical'")["bytes"]
         assert list(shown) == [peak["total_logical"]]
+        report = format_run_report(run.id, str(run.path), run.summary)  # `workbench show`
+        assert f"selection phase '{phase}', peak" in report
 
 
 @pytest.mark.parametrize("method", METHODS)
