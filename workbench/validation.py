@@ -56,8 +56,12 @@ def _matches(value: Any, expected: Any) -> bool:
 
 
 def _type_name(expected: Any) -> str:
-    if typing.get_origin(expected) is typing.Literal:
+    """e.g. "int", "float or None", "int or one of 'auto'"."""
+    origin = typing.get_origin(expected)
+    if origin is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(expected))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(expected))
     return getattr(expected, "__name__", str(expected)).replace("NoneType", "None")
 
 

@@ -14,6 +14,7 @@ from workbench.lm import answer_loss
 from workbench.methods import build_method
 from workbench.methods.base import PrepareContext
 from workbench.methods.sage import SAGE, SageOptions, SaliencySelector
+from workbench.methods.sage.selector import auto_n_min
 from workbench.methods.token_sparse import saliency as saliency_module
 from workbench.methods.token_sparse.budget import authors_budget, paper_budget, top_selection
 from workbench.methods.token_sparse.saliency import (
@@ -107,6 +108,53 @@ def test_selector_n_min_counts_on_top_of_outputs():
     choice = SaliencySelector("norm", tau=0.1, n_min=3).select(view, {})
     assert choice.budget == 3
     assert choice.selected.tolist() == [[True, True, True, False, False, True]]
+
+
+def test_n_min_auto_is_a_fifth_of_the_mean_real_length():
+    real = torch.zeros(2, 20, dtype=torch.bool)
+    real[0, :10], real[1, 5:] = True, True  # 10 and 15 real tokens: mean 12.5 -> 2.5 -> 2
+    assert auto_n_min(real) == 2
+    assert auto_n_min(torch.ones(1, 2, dtype=torch.bool)) == 1  # at least one
+    outputs = torch.zeros(2, 20, dtype=torch.bool)
+    outputs[:, -1] = True
+    view = _norm_view([list(range(20, 0, -1))] * 2, real, outputs)
+    choice = SaliencySelector("norm", tau=0.01, n_min="auto").select(view, {})
+    assert choice.budget == 2  # tau alone asks for one token; auto n_min for two
+
+
+def test_fixed_budget_keeps_exactly_p_whatever_the_metric_says():
+    real = torch.ones(1, 6, dtype=torch.bool)
+    outputs = torch.tensor([[False, False, False, False, False, True]])
+    view = _norm_view([[9, 1, 1, 1, 1, 1]], real, outputs)  # tau 0.5 would keep one token
+    choice = SaliencySelector("norm", tau=0.5, n_min=1, budget="fixed", p=3).select(view, {})
+    assert choice.budget == 3
+    assert choice.selected.tolist() == [[True, True, True, False, False, True]]  # p = 3, outputs on top
+
+
+def test_keep_first_forces_the_first_real_tokens():
+    real = torch.tensor([[False, True, True, True, True, True]])  # one pad token first
+    outputs = torch.tensor([[False, False, False, False, False, True]])
+    view = _norm_view([[0, 1, 1, 1, 9, 1]], real, outputs)
+    choice = SaliencySelector("norm", tau=0.1, n_min=1, keep_first=2).select(view, {})
+    assert choice.budget == 1  # the forced tokens come on top, like the outputs
+    assert choice.selected.tolist() == [[False, True, True, False, True, True]]
+
+
+@pytest.mark.parametrize("metric", ["attention", "random", "norm", "attention_norm"])
+def test_fixed_budget_keeps_p_tokens_in_every_block(metric):
+    """The matched-memory metric ablation (the paper's Table 4): every metric keeps the same p."""
+    method = build_method(
+        "sage", SageOptions(r=4, metric=metric, budget="fixed", p=5, n_min=2, align_layers=1)
+    )
+    model = _prepared(method)
+    batch = _batch()
+    with method.forward_context(batch):
+        answer_loss(model, batch).backward()
+    outputs = batch.output_mask.bool()
+    for s in method.selection():
+        assert s.budget == 5  # S = Top-5(u) | Y in every block, every metric
+        top = top_selection(s.scores, s.scores > 0, torch.zeros_like(outputs), 5)
+        assert top.sum(1).tolist() == [5, 5] and torch.equal(s.selected, top | outputs)
 
 
 # ---- saliency metrics --------------------------------------------------------------------------------
@@ -289,6 +337,11 @@ def test_every_metric_and_rule_trains(metric, rule):
         dict(tau=-0.1),
         dict(tau=1.5),
         dict(n_min=0),
+        dict(n_min="half"),
+        dict(budget="mass"),
+        dict(budget="fixed"),
+        dict(p=0),
+        dict(keep_first=-1),
         dict(metric="entropy"),
         dict(budget_rule="closest"),
         dict(base="qlora"),
@@ -355,3 +408,9 @@ def test_check_rejects_attention_dropout():
     anatomy = anatomy_of(tiny_model("llama", attention_dropout=0.1))
     with pytest.raises(ConfigError, match="attention dropout"):
         SAGE(SageOptions()).check(anatomy)
+
+
+def test_union_typed_options_name_what_they_accept():
+    with pytest.raises(ConfigError, match=r"SageOptions.n_min must be int or one of 'auto', got 'half'"):
+        SageOptions(n_min="half")
+    assert SageOptions(n_min="auto").n_min == "auto"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from workbench.methods.token_sparse.options import TokenSparseOptions
 from workbench.validation import require
 
 METRICS = ("attention", "random", "norm", "attention_norm")
 BUDGET_RULES = ("paper", "authors")
+BUDGETS = ("tau", "fixed")
 
 
 @dataclass
@@ -24,7 +26,8 @@ class SageOptions(TokenSparseOptions):
     # Fewest tokens kept per block (Eq. 4), output tokens come on top. The paper advises about 20% of the
     # mean sequence length (App. A.2; Table 7: 8-48 at max length 256). 8 is its SST-2 value and about 20%
     # of the workbench's default task (short movie-review sentences); raise it for longer inputs.
-    n_min: int = 8
+    # "auto": 20% of the batch's mean real length, the paper's advice, per training batch.
+    n_min: int | Literal["auto"] = 8
     # Number of deepest blocks running the sparse *forward* (alignment, Sec. 3.4): only the kept tokens pass
     # through them. 0 = pure sparse backward, so the training forward equals the dense one. The paper tunes it
     # per task (Table 7: 7-21 of 28 blocks, "about half works generally"), e.g. 15 of SmolLM2's 30.
@@ -36,11 +39,28 @@ class SageOptions(TokenSparseOptions):
     # "authors" = the released code's rule: the 0-based index of the cumulative sum closest to tau
     # (one token fewer than it means), at least n_min. Only to reproduce their runs.
     budget_rule: str = "paper"
+    # "tau": each block keeps what tau and n_min ask (Eq. 4); "fixed": every block keeps exactly `p`
+    # top-scored tokens (outputs on top), so saliency metrics compare at the same memory (Table 4)
+    budget: str = "tau"
+    p: int | None = None  # tokens kept per block with budget = "fixed" (capped at each example's length)
+    keep_first: int = 0  # the first k real tokens are always kept (attention sinks), on top like outputs
 
     def validate(self) -> None:
         super().validate()
         require(0.0 <= self.tau <= 1.0, f"method.tau must be in [0, 1], got {self.tau}")
-        require(self.n_min >= 1, f"method.n_min must be >= 1, got {self.n_min}")
+        require(
+            self.n_min == "auto" or self.n_min >= 1,
+            f"method.n_min must be >= 1 or 'auto', got {self.n_min!r}",
+        )
+        require(
+            self.budget in BUDGETS, f"unknown method.budget {self.budget!r}; accepted: {', '.join(BUDGETS)}"
+        )
+        require(self.p is None or self.p >= 1, f"method.p must be >= 1 (tokens kept per block), got {self.p}")
+        require(
+            self.budget != "fixed" or self.p is not None,
+            "method.budget='fixed' keeps method.p tokens per block: set method.p (e.g. 16)",
+        )
+        require(self.keep_first >= 0, f"method.keep_first must be >= 0, got {self.keep_first}")
         require(self.align_layers >= 0, f"method.align_layers must be >= 0, got {self.align_layers}")
         require(
             self.metric in METRICS, f"unknown method.metric {self.metric!r}; accepted: {', '.join(METRICS)}"

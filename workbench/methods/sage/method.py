@@ -38,7 +38,14 @@ class SAGE(TokenSparseMethod):
         super().__init__(
             options,
             lambda generator: SaliencySelector(
-                options.metric, options.tau, options.n_min, options.budget_rule, generator
+                options.metric,
+                options.tau,
+                options.n_min,
+                options.budget_rule,
+                generator,
+                budget=options.budget,
+                p=options.p,
+                keep_first=options.keep_first,
             ),
             align_layers=options.align_layers,
         )

@@ -14,16 +14,31 @@ from workbench.methods.token_sparse.saliency import (
     random_saliency,
 )
 
+AUTO_N_MIN = 0.2  # n_min = "auto": this share of the batch's mean real length (the paper's App. A.2)
+
+
+def auto_n_min(real: torch.Tensor) -> int:
+    """20% of the mean number of real tokens per example of a (B, n) mask, rounded, at least 1."""
+    return max(1, round(AUTO_N_MIN * real.sum(-1).double().mean().item()))
+
+
+def first_tokens(candidates: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, n) bool: the first k candidate positions of each row (all of them in a shorter row)."""
+    return candidates & (candidates.long().cumsum(-1) <= k)
+
 
 @dataclass
 class SaliencySelector:
-    """SAGE: a saliency metric, then the budget rule (Eqs. 3-5)."""
+    """SAGE: a saliency metric, then the budget (Eqs. 3-5, or a fixed count per block)."""
 
     metric: str  # attention | random | norm | attention_norm
     tau: float
-    n_min: int
+    n_min: int | str  # or "auto": AUTO_N_MIN of the batch's mean real length
     rule: str = "paper"  # paper | authors
     generator: torch.Generator | None = None  # for metric = random
+    budget: str = "tau"  # tau (Eq. 4) | fixed (p per block)
+    p: int | None = None  # with budget = "fixed"
+    keep_first: int = 0  # first real tokens always kept (attention sinks)
 
     def scores(self, view: BlockView) -> torch.Tensor:
         if self.metric == "attention":
@@ -40,6 +55,13 @@ class SaliencySelector:
 
     def select(self, view: BlockView, memo: dict) -> Choice:
         scores = self.scores(view)
-        per_example = BUDGET_RULES[self.rule](scores, view.candidates, self.tau, self.n_min)  # (B,)
+        candidates = view.candidates
+        if self.budget == "fixed":
+            per_example = torch.clamp(candidates.sum(-1), max=self.p)  # (B,)
+        else:
+            # "auto" from the first block's candidates (the real tokens), once per forward
+            n_min = memo.setdefault("n_min", auto_n_min(candidates)) if self.n_min == "auto" else self.n_min
+            per_example = BUDGET_RULES[self.rule](scores, candidates, self.tau, n_min)  # (B,)
         budget = int(per_example.max()) if per_example.numel() else 0
-        return Choice(scores, top_selection(scores, view.candidates, view.outputs, budget), budget)
+        forced = view.outputs | first_tokens(candidates, self.keep_first)  # kept on top of the budget
+        return Choice(scores, top_selection(scores, candidates, forced, budget), budget)
