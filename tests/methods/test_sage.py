@@ -202,6 +202,25 @@ def test_gradients_equal_naive_reference(base, padding, align):
     assert sum(g.abs().sum() for g in got.values()) > 0
 
 
+@pytest.mark.parametrize("output_rows", ["all", "first", "last"])
+@pytest.mark.parametrize("force_outputs", [True, False])
+@pytest.mark.parametrize("align", [0, 2])
+def test_gradients_equal_reference_with_multi_token_answers(output_rows, force_outputs, align):
+    options = SageOptions(
+        r=4, tau=0.4, n_min=2, align_layers=align, output_rows=output_rows, force_outputs=force_outputs
+    )
+    model, _, method = build(options=options)
+    batch = make_batch("left", answer=4)
+    loss, selections = sparse_loss(model, method, batch)
+    outputs = batch.output_mask.bool()
+    if force_outputs:
+        assert all((s.selected >= outputs).all() for s in selections)
+    else:  # some output token is left out somewhere: the option really acts
+        assert any((outputs & ~s.selected).any() for s in selections if not s.sparse_forward)
+    got = gradients(method, loss)
+    assert_same_gradients(got, gradients(method, reference_loss(model, batch, selections)))
+
+
 @pytest.mark.parametrize("model_type,kw", [("qwen2", {}), ("mistral", {"sliding_window": 4})])
 def test_gradients_equal_reference_other_families(model_type, kw):
     """Qwen2 has q/k/v biases; Mistral here attends within a window of 4 tokens."""
@@ -359,6 +378,32 @@ def test_no_future_leak_without_padding(options):
             )
     torch.testing.assert_close(outputs[0][:, :-1], outputs[1][:, :-1], atol=1e-12, rtol=0)
     assert not torch.allclose(outputs[0][:, -1], outputs[1][:, -1])
+
+
+@pytest.mark.parametrize("metric", ["attention", "norm", "attention_norm"])
+@pytest.mark.parametrize("output_rows", ["all", "first", "last"])
+@pytest.mark.parametrize("align", [0, 3])
+def test_no_future_leak_with_multi_token_answers(metric, output_rows, align):
+    """With answers of several tokens, an aligned block's selection reads no position after the first
+    output position: changing a later answer token never changes an earlier position's output. The token
+    changed is the input of the last output row (the last real token is no one's input); with the paper's
+    rule (every output row's attention drives the selection) earlier positions moved by up to 4.6."""
+    batch = make_batch("left", n=14, answer=5)
+    changed = Batch(batch.input_ids.clone(), batch.attention_mask, batch.labels)
+    changed.input_ids[:, -2] = (changed.input_ids[:, -2] + 7) % 300 + 3
+    options = SageOptions(r=4, tau=0.5, n_min=2, align_layers=align, metric=metric, output_rows=output_rows)
+    model, _, method = build(options=options)
+    outputs = []
+    for b in (batch, changed):
+        with method.forward_context(b):
+            outputs.append(
+                model.model(
+                    input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=b.position_ids
+                ).last_hidden_state
+            )
+    real = batch.attention_mask[:, :-2].bool()  # padding positions compute nothing anyone reads
+    torch.testing.assert_close(outputs[0][:, :-2][real], outputs[1][:, :-2][real], atol=1e-12, rtol=0)
+    assert not torch.allclose(outputs[0][:, -2], outputs[1][:, -2])  # the changed position itself moves
 
 
 def test_decoder_called_without_position_ids():

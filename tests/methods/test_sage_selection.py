@@ -19,8 +19,10 @@ from workbench.methods.token_sparse import saliency as saliency_module
 from workbench.methods.token_sparse.budget import authors_budget, paper_budget, top_selection
 from workbench.methods.token_sparse.saliency import (
     BlockView,
+    after_first_output,
     attention_saliency,
     norm_saliency,
+    pick_output_rows,
     random_saliency,
 )
 from workbench.methods.tokentune import TokenTune, TokenTuneOptions
@@ -151,10 +153,12 @@ def test_fixed_budget_keeps_p_tokens_in_every_block(metric):
     with method.forward_context(batch):
         answer_loss(model, batch).backward()
     outputs = batch.output_mask.bool()
+    later = after_first_output(outputs) & batch.attention_mask.bool()  # aligned blocks pass them all on
     for s in method.selection():
         assert s.budget == 5  # S = Top-5(u) | Y in every block, every metric
         top = top_selection(s.scores, s.scores > 0, torch.zeros_like(outputs), 5)
-        assert top.sum(1).tolist() == [5, 5] and torch.equal(s.selected, top | outputs)
+        expected = top | outputs | (later if s.sparse_forward else torch.zeros_like(later))
+        assert top.sum(1).tolist() == [5, 5] and torch.equal(s.selected, expected)
 
 
 # ---- saliency metrics --------------------------------------------------------------------------------
@@ -414,3 +418,14 @@ def test_union_typed_options_name_what_they_accept():
     with pytest.raises(ConfigError, match=r"SageOptions.n_min must be int or one of 'auto', got 'half'"):
         SageOptions(n_min="half")
     assert SageOptions(n_min="auto").n_min == "auto"
+
+
+def test_output_rows_and_the_positions_after_the_first_output():
+    outputs = torch.tensor([[False, True, True, False, True], [False, False, False, False, False]])
+    assert pick_output_rows(outputs, "all").tolist() == outputs.tolist()
+    assert pick_output_rows(outputs, "first").tolist()[0] == [False, True, False, False, False]
+    assert pick_output_rows(outputs, "last").tolist()[0] == [False, False, False, False, True]
+    assert not pick_output_rows(outputs, "last")[1].any()  # no outputs, no rows
+    assert after_first_output(outputs).tolist() == [[False, False, True, True, True], [False] * 5]
+    with pytest.raises(ConfigError, match="output_rows 'middle'; accepted: all, first, last"):
+        SageOptions(output_rows="middle")

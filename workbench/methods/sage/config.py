@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from workbench.methods.token_sparse.options import TokenSparseOptions
+from workbench.methods.token_sparse.saliency import OUTPUT_ROWS
 from workbench.validation import require
 
 METRICS = ("attention", "random", "norm", "attention_norm")
@@ -44,6 +45,11 @@ class SageOptions(TokenSparseOptions):
     budget: str = "tau"
     p: int | None = None  # tokens kept per block with budget = "fixed" (capped at each example's length)
     keep_first: int = 0  # the first k real tokens are always kept (attention sinks), on top like outputs
+    # Which output positions' attention rows make the saliency in the sparse-backward blocks: "all" (the
+    # paper's sum over Y), "first" or "last" of each answer. Aligned blocks always read the first row only
+    # and keep every later answer token: any later row would leak later answer tokens into earlier outputs.
+    output_rows: str = "all"
+    force_outputs: bool = True  # the output tokens are always kept (the paper's S = Top-p(u) | Y)
 
     def validate(self) -> None:
         super().validate()
@@ -61,6 +67,10 @@ class SageOptions(TokenSparseOptions):
             "method.budget='fixed' keeps method.p tokens per block: set method.p (e.g. 16)",
         )
         require(self.keep_first >= 0, f"method.keep_first must be >= 0, got {self.keep_first}")
+        require(
+            self.output_rows in OUTPUT_ROWS,
+            f"unknown method.output_rows {self.output_rows!r}; accepted: {', '.join(OUTPUT_ROWS)}",
+        )
         require(self.align_layers >= 0, f"method.align_layers must be >= 0, got {self.align_layers}")
         require(
             self.metric in METRICS, f"unknown method.metric {self.metric!r}; accepted: {', '.join(METRICS)}"

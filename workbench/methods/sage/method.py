@@ -46,6 +46,8 @@ class SAGE(TokenSparseMethod):
                 budget=options.budget,
                 p=options.p,
                 keep_first=options.keep_first,
+                output_rows=options.output_rows,
+                force_outputs=options.force_outputs,
             ),
             align_layers=options.align_layers,
         )

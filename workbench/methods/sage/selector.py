@@ -11,6 +11,7 @@ from workbench.methods.token_sparse.saliency import (
     BlockView,
     combined_saliency,
     norm_saliency,
+    pick_output_rows,
     random_saliency,
 )
 
@@ -39,15 +40,18 @@ class SaliencySelector:
     budget: str = "tau"  # tau (Eq. 4) | fixed (p per block)
     p: int | None = None  # with budget = "fixed"
     keep_first: int = 0  # first real tokens always kept (attention sinks)
+    output_rows: str = "all"  # all | first | last: the output rows whose attention is the saliency
+    force_outputs: bool = True  # the output tokens are always kept (on top of the budget)
 
     def scores(self, view: BlockView) -> torch.Tensor:
+        rows = pick_output_rows(view.outputs, self.output_rows)
         if self.metric == "attention":
-            return view.attention_scores()
+            return view.attention_scores(rows)
         if self.metric == "norm":
             return norm_saliency(view.hidden, view.candidates)
         if self.metric == "attention_norm":
             return combined_saliency(
-                view.attention_scores(), norm_saliency(view.hidden, view.candidates), view.candidates
+                view.attention_scores(rows), norm_saliency(view.hidden, view.candidates), view.candidates
             )
         if self.metric == "random":
             return random_saliency(view.candidates, self.generator)
@@ -63,5 +67,7 @@ class SaliencySelector:
             n_min = memo.setdefault("n_min", auto_n_min(candidates)) if self.n_min == "auto" else self.n_min
             per_example = BUDGET_RULES[self.rule](scores, candidates, self.tau, n_min)  # (B,)
         budget = int(per_example.max()) if per_example.numel() else 0
-        forced = view.outputs | first_tokens(candidates, self.keep_first)  # kept on top of the budget
+        forced = first_tokens(candidates, self.keep_first)  # kept on top of the budget
+        if self.force_outputs:
+            forced = forced | view.outputs
         return Choice(scores, top_selection(scores, candidates, forced, budget), budget)

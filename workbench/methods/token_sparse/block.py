@@ -42,9 +42,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.methods.base import TokenSelection
-from workbench.methods.token_sparse.budget import TokenSelector
+from workbench.methods.token_sparse.budget import Choice, TokenSelector
 from workbench.methods.token_sparse.saliency import (
     BlockView,
+    after_first_output,
     allowed_keys,
     attention_input,
     attention_probs,
@@ -341,7 +342,9 @@ class SparseBlocks:
         view = BlockView(
             layer, index, hidden, cos, sin, state.alive if aligned else state.real, state.outputs
         )
-        choice = self.selector.select(view, state.memo)
+        choice = (
+            self._select_causally(view, state.memo) if aligned else self.selector.select(view, state.memo)
+        )
         state.selections[index] = TokenSelection(
             block=index,
             scores=choice.scores.detach(),
@@ -355,6 +358,17 @@ class SparseBlocks:
             inputs = (view.hidden, view.cos, view.sin, view.candidates, view.outputs, choice.selected)
             return layer._gradient_checkpointing_func(functools.partial(_replay, layer), *inputs)
         return self._sparse(view, choice.selected)
+
+    def _select_causally(self, view: BlockView, memo: dict) -> Choice:
+        """An aligned block's choice changes what later blocks compute at every position it drops, so it
+        reads nothing after each example's first output position: the selector sees only the candidates
+        up to it (its query row is the only output row), and every token after it (the rest of the
+        answer) passes on. A later answer token thus never changes an earlier position's output."""
+        later = view.candidates & after_first_output(view.outputs)
+        probe = view.restricted(view.candidates & ~later)
+        choice = self.selector.select(probe, memo)
+        view._normed, view._keys = probe._normed, probe._keys  # computed once, for the block too
+        return Choice(choice.scores, choice.selected | later, choice.budget)
 
     def _sparse(self, view: BlockView, selected: torch.Tensor) -> torch.Tensor:
         """The block's sparse forward for the chosen tokens: sparse forward in aligned blocks, else

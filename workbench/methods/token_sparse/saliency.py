@@ -301,9 +301,43 @@ class BlockView:
                 self._keys = project_keys(self.attn, self.normed, self.cos, self.sin)
         return self._keys
 
-    def attention_scores(self) -> torch.Tensor:
-        """SAGE's attention saliency of this block over the candidates, normalised, (B, n)."""
+    def attention_scores(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """SAGE's attention saliency of this block over the candidates, normalised, (B, n): the attention
+        the output rows (or `rows`, a (B, n) subset of them) pay each candidate."""
         mass = output_attention_mass(
-            self.attn, self.normed, self.cos, self.sin, self.keys, self.candidates, self.outputs
+            self.attn,
+            self.normed,
+            self.cos,
+            self.sin,
+            self.keys,
+            self.candidates,
+            self.outputs if rows is None else rows,
         )
         return normalise(mass, self.candidates)
+
+    def restricted(self, candidates: torch.Tensor) -> BlockView:
+        """The same block inputs with fewer candidates (outputs among them only), sharing the normed input
+        and keys computed so far."""
+        view = BlockView(self.layer, self.index, self.hidden, self.cos, self.sin, candidates, self.outputs)
+        view._normed, view._keys = self._normed, self._keys
+        return view
+
+
+OUTPUT_ROWS = ("all", "first", "last")
+
+
+def pick_output_rows(outputs: torch.Tensor, which: str) -> torch.Tensor:
+    """(B, n) bool: every output position ("all"), or each example's first or last one."""
+    if which == "all":
+        return outputs
+    count = outputs.long().cumsum(-1)
+    if which == "first":
+        return outputs & (count == 1)
+    if which == "last":
+        return outputs & (count == outputs.sum(-1, keepdim=True))
+    raise ValueError(f"unknown output rows {which!r}; accepted: {', '.join(OUTPUT_ROWS)}")
+
+
+def after_first_output(outputs: torch.Tensor) -> torch.Tensor:
+    """(B, n) bool: the positions after each example's first output position (none without outputs)."""
+    return outputs.long().cumsum(-1) - outputs.long() > 0
