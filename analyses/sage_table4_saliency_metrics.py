@@ -3,8 +3,9 @@
 The paper compares the tokens SAGE keeps by attention from the output tokens (its choice) with random
 tokens, the largest activation norms, and attention + norm, on PIQA, SQA, CSQA and RTE, at a similar
 memory: random is worst, attention best. Here: four SAGE runs on the default model and task, one per
-metric, all keeping the same number of tokens per block (tau = 0 and n_min = K: exactly K tokens plus
-the output tokens), so their saved activations match and only the choice of tokens differs; the table
+metric, all keeping the same number of tokens per block (`budget = "fixed"`, `p = K`: exactly the K
+top-scored tokens plus the output tokens), so their saved activations match and only the choice of
+tokens differs; the table
 gives accuracy, saved activations and the share of tokens kept. (With the default mass rule, tau 0.9,
 flat scores such as random keep most tokens: more memory, not a like-for-like comparison.)
 
@@ -29,7 +30,7 @@ TOKENS = {"smoke": 4, "default": 12, "full": 24}  # K: tokens kept per block bes
 
 
 def run(a: Analysis) -> list[Path]:
-    budget = {"tau": 0.0, "n_min": TOKENS[a.size]}  # exactly K tokens per block for every metric
+    budget = {"budget": "fixed", "p": TOKENS[a.size]}  # exactly K tokens per block for every metric
     entries = [entry(a, "sage", f"sage-{m}", metric=m, **budget) for m in METRICS]
     runs = [r for _, r in make_runs(a, "table4", entries)]
     rows = []
@@ -49,7 +50,7 @@ def run(a: Analysis) -> list[Path]:
         )
     table = pd.DataFrame(rows)
     notes = [
-        f"Every metric keeps {TOKENS[a.size]} tokens per block plus the output tokens (tau = 0, n_min = "
+        f"Every metric keeps {TOKENS[a.size]} tokens per block plus the output tokens (budget fixed, p = "
         f"{TOKENS[a.size]}). Accuracy after training; saved activations at the peak step; share of the "
         "probe examples' tokens kept."
     ]
