@@ -66,7 +66,7 @@ from workbench.data import (
 )
 from workbench.data.tasks import stable_order
 from workbench.lm import answer_loss
-from workbench.memory import held_bytes_by_location, static_bytes, track_saved_tensors
+from workbench.memory import static_bytes, static_bytes_by_location, track_saved_tensors
 from workbench.methods.base import HeldTensor
 from workbench.models import LoadedModel, load_model
 from workbench.orchestration.assembly import prepare_method, setup_run
@@ -238,8 +238,8 @@ class _PhaseMeter:
     def step(self, held: list[HeldTensor]) -> None:
         """`PrepareContext.phase_step`: the step's logical memory; the largest step is kept."""
         cost = self.phases[self.current]
-        categories = static_bytes(self.model)
-        for (_, _, category), nbytes in held_bytes_by_location(self.model, held).items():
+        categories: dict[str, int] = {}
+        for (_, _, category), nbytes in static_bytes_by_location(self.model, held=held).items():
             categories[category] = categories.get(category, 0) + nbytes
         categories["saved_activations"] = cost.saved_bytes
         if sum(categories.values()) > cost.peak_total:

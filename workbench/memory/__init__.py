@@ -8,13 +8,12 @@ from workbench.memory.saved import (
     location_boundaries,
     track_saved_tensors,
 )
-from workbench.memory.static import held_bytes_by_location, static_bytes, static_bytes_by_location
+from workbench.memory.static import static_bytes, static_bytes_by_location
 
 __all__ = [
     "DevicePeaks",
     "SavedRecord",
     "SavedTensorTracker",
-    "held_bytes_by_location",
     "locate",
     "location_boundaries",
     "measure_device_peaks",

@@ -51,17 +51,24 @@ def adamw_state_bytes(params: Iterable[torch.Tensor]) -> int:
 
 
 def static_bytes_by_location(
-    model: nn.Module, optimizer: torch.optim.Optimizer | None = None
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    held: Iterable[tuple[str, nn.Parameter, torch.Tensor]] = (),
 ) -> dict[tuple[int, str, str], int]:
     """`static_bytes` broken down by where the parameter lives: {(block or -1, module kind, category): bytes}.
 
     Module kinds as `locate` gives them (a LoRA adapter of q_proj counts under q_proj). Each storage is
     counted once, under the first parameter name that holds it (tied lm_head -> embed_tokens), so for
-    every category the values sum to `static_bytes(model, optimizer)[category]`.
+    every category the values sum to `static_bytes(model, optimizer)[category]`. `held`: tensors kept for
+    a parameter outside it (a selection phase's `methods.base.HeldTensor`s: (category, parameter, tensor),
+    e.g. optimizer state of an fp32 master copy, gradient sums), counted where that parameter lives.
     """
-    state_of = {}
+    extra: dict[int, list[tuple[str, torch.Tensor]]] = defaultdict(list)
     if optimizer is not None:
-        state_of = {id(p): s for p, s in optimizer.state.items()}
+        for param, state in optimizer.state.items():
+            extra[id(param)] += [("optimizer_state", v) for v in state.values() if torch.is_tensor(v)]
+    for category, param, tensor in held:
+        extra[id(param)].append((category, tensor))
     out: dict[tuple[int, str, str], int] = defaultdict(int)
     seen: set[tuple[str, torch.device, int]] = set()
 
@@ -77,28 +84,6 @@ def static_bytes_by_location(
         count(where, "params_trainable" if param.requires_grad else "params_frozen", param)
         if param.grad is not None:
             count(where, "gradients", param.grad)
-        for value in state_of.get(id(param), {}).values():
-            if torch.is_tensor(value):
-                count(where, "optimizer_state", value)
-    return dict(out)
-
-
-def held_bytes_by_location(
-    model: nn.Module, held: Iterable[tuple[str, nn.Parameter, torch.Tensor]]
-) -> dict[tuple[int, str, str], int]:
-    """Bytes of tensors held for the model's parameters outside them (a selection phase's optimizer
-    state, fp32 master copies, gradient sums: `methods.base.HeldTensor` = (category, parameter, tensor))
-    per (block, module kind, category), placed where the parameter lives as `static_bytes_by_location`
-    places it; each storage once."""
-    where: dict[int, tuple[int, str]] = {}
-    for name, param in model.named_parameters(remove_duplicate=False):
-        where.setdefault(id(param), locate(name.rpartition(".")[0]))
-    out: dict[tuple[int, str, str], int] = defaultdict(int)
-    seen: set[tuple[torch.device, int]] = set()
-    for category, param, tensor in held:
-        storage = tensor.untyped_storage()
-        key = (tensor.device, storage.data_ptr())
-        if key not in seen:
-            seen.add(key)
-            out[(*where.get(id(param), (-1, "other")), category)] += storage.nbytes()
+        for category, tensor in extra.pop(id(param), ()):
+            count(where, category, tensor)
     return dict(out)

@@ -18,18 +18,18 @@ from workbench.models.tokenizers import byte_tokenizer
 
 TINY_VOCAB = 384  # >= the byte-level tokenizer's vocabulary (256 bytes + specials)
 
+# vocabulary and special tokens of every tiny model (the byte-level tokenizer's)
+_TOKENS = dict(
+    vocab_size=TINY_VOCAB, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0
+)
 _COMMON = dict(
-    vocab_size=TINY_VOCAB,
+    _TOKENS,
     hidden_size=64,
     intermediate_size=128,
     num_hidden_layers=4,
     num_attention_heads=4,
     num_key_value_heads=2,
     max_position_embeddings=512,
-    tie_word_embeddings=True,
-    bos_token_id=1,
-    eos_token_id=2,
-    pad_token_id=0,
 )
 
 # what each model type needs on top of _COMMON to be tiny (and equal in size to tiny-llama)
@@ -42,18 +42,7 @@ _EXTRA: dict[str, dict] = {
     "olmo2": {},
 }
 # GPT-2 names its sizes differently and has no grouped K/V heads
-_GPT2 = dict(
-    vocab_size=TINY_VOCAB,
-    n_embd=64,
-    n_inner=128,
-    n_layer=4,
-    n_head=4,
-    n_positions=512,
-    tie_word_embeddings=True,
-    bos_token_id=1,
-    eos_token_id=2,
-    pad_token_id=0,
-)
+_GPT2 = dict(_TOKENS, n_embd=64, n_inner=128, n_layer=4, n_head=4, n_positions=512)
 
 TINY_MODEL_TYPES = {
     "tiny-llama": "llama",

@@ -43,7 +43,6 @@ from torch import nn
 
 from workbench.memory import (
     SavedTensorTracker,
-    held_bytes_by_location,
     location_boundaries,
     measure_device_peaks,
     reset_device_peaks,
@@ -132,30 +131,10 @@ class MemoryRecorder(RecorderBase):
         window.close()
 
     def _phase_rows(self, name: str, step: int, held: list[HeldTensor]) -> None:
-        """The phase's rows since its last step: saved tensors of the largest forward, the model's static
-        categories, what the phase holds, device peaks; and its totals into the phase's peaks."""
+        """The phase's rows since its last step (what `_write` writes, with what the phase holds)."""
         saved, live = self._window.take()
-        model = self.session.model
-        logical = static_bytes_by_location(model)
-        for location, nbytes in held_bytes_by_location(model, held).items():
-            logical[location] = logical.get(location, 0) + nbytes
-        rows = _saved_rows(saved) + _saved_rows(live, "saved_peak")
-        rows += [
-            (layer, module, category, nbytes, "logical")
-            for (layer, module, category), nbytes in logical.items()
-        ]
-        peaks = self._peaks()
-        rows += [(-1, "model", category, nbytes, source) for source, category, nbytes in peaks]
-        self._add(rows, step, name)
-        totals: dict[str, int] = {}
-        for (_, _, category), nbytes in logical.items():
-            totals[category] = totals.get(category, 0) + nbytes
-        totals["saved_peak"] = sum(live.values())
-        totals["total_logical"] = sum(totals.values())
-        totals["saved_activations"] = sum(saved.values())
-        for source, category, nbytes in peaks:
-            totals[category if source == "device" else f"allocator_{category}"] = nbytes
-        self._keep_peaks(self.phase_peak.setdefault(name, {}), totals)
+        logical = static_bytes_by_location(self.session.model, held=held)
+        self._write(name, step, saved, live, logical, self.phase_peak.setdefault(name, {}))
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -189,25 +168,39 @@ class MemoryRecorder(RecorderBase):
             return
         static = static_bytes_by_location(self.session.model, self.session.optimizer)
         saved_peak, self._saved_peak = self._saved_peak, {}
-        rows = _saved_rows(saved) + _saved_rows(saved_peak, "saved_peak")
-        rows += [
-            (layer, module, category, nbytes, "logical")
-            for (layer, module, category), nbytes in static.items()
-        ]
-        peaks = self._peaks()
-        rows += [(-1, "model", category, nbytes, source) for source, category, nbytes in peaks]
-        self._add(rows, info.step, "train")
-        totals: dict[str, int] = {}
-        for (_, _, category), nbytes in static.items():
-            totals[category] = totals.get(category, 0) + nbytes
-        totals["saved_peak"] = sum(saved_peak.values())  # the live peak; saved_activations overlaps it
-        totals["total_logical"] = sum(totals.values())
-        totals["saved_activations"] = sum(saved.values())
-        for source, category, nbytes in peaks:
-            totals[category if source == "device" else f"allocator_{category}"] = nbytes
-        self._keep_peaks(self.peak, totals)
+        self._write("train", info.step, saved, saved_peak, static, self.peak)
 
     # -- helpers -----------------------------------------------------------------------------------
+
+    def _write(
+        self,
+        phase: str,
+        step: int,
+        saved: dict[Location, int],
+        live: dict[Location, int],
+        logical: dict[tuple[int, str, str], int],
+        peaks: dict[str, int],
+    ) -> None:
+        """The rows of a step or phase step: saved tensors of its largest forward and their live peak, the
+        logical categories, the device peaks; and their totals into `peaks` (total_logical = every
+        logical category but saved_activations, which the live peak covers)."""
+        rows = _saved_rows(saved) + _saved_rows(live, "saved_peak")
+        rows += [
+            (layer, module, category, nbytes, "logical")
+            for (layer, module, category), nbytes in logical.items()
+        ]
+        measured = self._peaks()
+        rows += [(-1, "model", category, nbytes, source) for source, category, nbytes in measured]
+        self._add(rows, step, phase)
+        totals: dict[str, int] = {}
+        for (_, _, category), nbytes in logical.items():
+            totals[category] = totals.get(category, 0) + nbytes
+        totals["saved_peak"] = sum(live.values())
+        totals["total_logical"] = sum(totals.values())
+        totals["saved_activations"] = sum(saved.values())
+        for source, category, nbytes in measured:
+            totals[category if source == "device" else f"allocator_{category}"] = nbytes
+        self._keep_peaks(peaks, totals)
 
     @staticmethod
     def _keep_peaks(peaks: dict[str, int], totals: dict[str, int]) -> None:

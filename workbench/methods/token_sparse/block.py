@@ -367,7 +367,6 @@ class SparseBlocks:
         later = view.candidates & after_first_output(view.outputs)
         probe = view.restricted(view.candidates & ~later)
         choice = self.selector.select(probe, memo)
-        view._normed, view._keys = probe._normed, probe._keys  # computed once, for the block too
         return Choice(choice.scores, choice.selected | later, choice.budget)
 
     def _sparse(self, view: BlockView, selected: torch.Tensor) -> torch.Tensor:

@@ -278,8 +278,7 @@ class BlockView:
         self.cos, self.sin = cos, sin  # (B, n, hd) rotary embedding passed by the decoder
         self.candidates = candidates  # (B, n) bool: tokens that may be kept (real / still passing through)
         self.outputs = outputs & candidates  # (B, n) bool: output tokens Y, always kept
-        self._normed: torch.Tensor | None = None
-        self._keys: torch.Tensor | None = None
+        self._computed: dict[str, torch.Tensor] = {}  # "normed", "keys": shared with `restricted` views
 
     @property
     def attn(self) -> nn.Module:
@@ -288,18 +287,18 @@ class BlockView:
     @property
     def normed(self) -> torch.Tensor:
         """What the attention reads (`attention_input`) without gradient, (B, n, d)."""
-        if self._normed is None:
+        if "normed" not in self._computed:
             with torch.no_grad():
-                self._normed = attention_input(self.layer, self.hidden)
-        return self._normed
+                self._computed["normed"] = attention_input(self.layer, self.hidden)
+        return self._computed["normed"]
 
     @property
     def keys(self) -> torch.Tensor:
         """Rotated keys of every position without gradient, (B, Hkv, n, hd)."""
-        if self._keys is None:
+        if "keys" not in self._computed:
             with torch.no_grad():
-                self._keys = project_keys(self.attn, self.normed, self.cos, self.sin)
-        return self._keys
+                self._computed["keys"] = project_keys(self.attn, self.normed, self.cos, self.sin)
+        return self._computed["keys"]
 
     def attention_scores(self, rows: torch.Tensor | None = None) -> torch.Tensor:
         """SAGE's attention saliency of this block over the candidates, normalised, (B, n): the attention
@@ -317,9 +316,9 @@ class BlockView:
 
     def restricted(self, candidates: torch.Tensor) -> BlockView:
         """The same block inputs with fewer candidates (outputs among them only), sharing the normed input
-        and keys computed so far."""
+        and keys with this view (either computes them once for both)."""
         view = BlockView(self.layer, self.index, self.hidden, self.cos, self.sin, candidates, self.outputs)
-        view._normed, view._keys = self._normed, self._keys
+        view._computed = self._computed
         return view
 
 
