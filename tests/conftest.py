@@ -18,6 +18,21 @@ def write_tiny_task(path: Path, n: int = 64) -> Path:
     return path
 
 
+def write_generative_task(path: Path, n: int = 48) -> Path:
+    """A learnable generative task: copy the prompt's two words back, reversed (free-text answers)."""
+    words = ["red", "blue", "green", "grey", "pink", "gold", "teal", "navy"]
+    with path.open("w") as fh:
+        for i in range(n):
+            a, b = words[i % 8], words[(i // 8 + i) % 8]
+            fh.write(json.dumps({"prompt": f"words: {a} {b}. reversed:", "answer": f"{b} {a}"}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_generative_task(tmp_path_factory) -> str:
+    return str(write_generative_task(tmp_path_factory.mktemp("task") / "reverse.jsonl"))
+
+
 @pytest.fixture(scope="session")
 def make_task():
     """`write_tiny_task` for tests that need a task file of their own (one they change, or a small one)."""

@@ -52,6 +52,19 @@ def test_toml_file_with_method_table(tmp_path):
     assert config.model == "tiny-llama" and config.train.steps == 3 and config.method_options.r == 2
 
 
+def test_task_table_and_task_template_override(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('model = "tiny-llama"\n[task]\nname = "spelling"\ntemplate = "chat"\n')
+    config = RunConfig.from_dict(load_toml(path))
+    assert config.task == "spelling" and config.template == "chat"
+    data = apply_overrides({"task": "pos_tags"}, ["task.template=chat", "train.eval_metric=exact_match"])
+    config = RunConfig.from_dict(data)
+    assert (config.task, config.template, config.train.eval_metric) == ("pos_tags", "chat", "exact_match")
+    assert RunConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="unknown key.*task.style; accepted: task.name, task.template"):
+        apply_overrides({}, ["task.style=x"])
+
+
 @pytest.mark.parametrize(
     "data, message",
     [
@@ -65,6 +78,10 @@ def test_toml_file_with_method_table(tmp_path):
         ({"method_options": {"r": 2.5}}, "LoraOptions.r must be int"),
         ({"colour": "red"}, "unknown config key(s) colour"),
         ({"train": {"dtype": "float16"}}, "train.dtype must be float32 or bfloat16"),
+        ({"train": {"eval_metric": "bleu"}}, "train.eval_metric must be one of auto, loglik, exact_match"),
+        ({"train": {"max_new_tokens": 0}}, "train.max_new_tokens (the generation length bound) must be >= 1"),
+        ({"train": {"max_new_tokens": "long"}}, "must be >= 1 or 'auto', got 'long'"),
+        ({"template": "alpaca"}, "task.template must be one of plain, chat, got 'alpaca'"),
     ],
 )
 def test_bad_values_raise_one_clear_error(data, message):

@@ -9,7 +9,7 @@ import torch
 
 import workbench.orchestration.train as train_module
 from workbench.config import RunConfig, TrainConfig
-from workbench.errors import RunStopped
+from workbench.errors import ConfigError, RunStopped
 from workbench.stats import wilson_interval
 from workbench.store import resolve_run
 
@@ -115,3 +115,20 @@ def test_grad_accumulation_matches_a_bigger_batch(tiny_task, tmp_path):
         (answer_loss(model, micro) * micro.targets.numel() / batch.targets.numel()).backward()
     for p, g in zip(model.parameters(), big, strict=True):
         torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)
+
+
+def test_a_generative_task_is_scored_by_exact_match(tiny_generative_task, tmp_path):
+    config = config_for(tiny_generative_task, tmp_path, "full", steps=30, lr=3e-3, eval_examples=8)
+    result = train_module.train(config, progress=False)
+    summary = resolve_run(tmp_path, result.run_id).summary
+    assert summary["eval_metric"] == "exact_match" and summary["max_new_tokens"] >= 9  # auto: answer + 8
+    # the reference answers became more likely per token (the loss covers every answer token)
+    assert summary["answer_loglik_per_token_after"] > summary["answer_loglik_per_token_before"] + 0.5
+    assert summary["accuracy_after_ci"] == list(wilson_interval(round(summary["accuracy_after"] * 8), 8))
+
+
+def test_loglik_on_a_generative_task_fails_before_anything_is_written(tiny_generative_task, tmp_path):
+    config = config_for(tiny_generative_task, tmp_path / "runs", "lora", eval_metric="loglik")
+    with pytest.raises(ConfigError, match="is generative .* no candidates to rank"):
+        train_module.train(config, progress=False)
+    assert not (tmp_path / "runs").exists()

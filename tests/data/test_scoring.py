@@ -1,4 +1,4 @@
-"""evaluate: argmax over candidates of the summed answer log-likelihood."""
+"""evaluate with metric loglik: argmax over candidates of the summed answer log-likelihood."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def test_evaluate_matches_a_manual_computation(byte_tokenizer, tiny_lm):
         assert scores == pytest.approx(manual, abs=1e-4)
         assert prediction == max(range(len(manual)), key=manual.__getitem__)
     assert result["n"] == 4
-    assert result["accuracy"] == pytest.approx(
+    assert result["score"] == pytest.approx(
         sum(p == e.label for p, e in zip(result["predictions"], EXAMPLES, strict=True)) / 4
     )
 
@@ -93,7 +93,7 @@ def test_evaluate_picks_the_preferred_candidate(byte_tokenizer):
         model, byte_tokenizer, examples, max_length=16, batch_size=2, device="cpu", progress=False
     )
     assert result["predictions"] == [1, 0, 2]
-    assert result["accuracy"] == pytest.approx(1 / 3) == pytest.approx(result["accuracy_norm"])
+    assert result["score"] == pytest.approx(1 / 3) == pytest.approx(result["accuracy_norm"])
     assert result["correct"] == 1
 
 
@@ -107,7 +107,7 @@ def test_accuracy_norm_divides_by_answer_tokens(byte_tokenizer):
         model, byte_tokenizer, examples, max_length=32, batch_size=2, device="cpu", progress=False
     )
     (short, long_), tokens = result["scores"][0], (2, 9)
-    assert long_ < short and result["accuracy"] == 0.0
+    assert long_ < short and result["score"] == 0.0
     assert result["accuracy_norm"] == float(long_ / tokens[1] > short / tokens[0]) == 1.0
 
 
@@ -133,4 +133,4 @@ def test_evaluate_uses_eval_mode(byte_tokenizer):
 
 def test_evaluate_no_examples(byte_tokenizer, tiny_lm):
     result = evaluate(tiny_lm, byte_tokenizer, [], max_length=64, batch_size=4, device="cpu", progress=False)
-    assert result["n"] == 0 and math.isnan(result["accuracy"]) and result["predictions"] == []
+    assert result["n"] == 0 and math.isnan(result["score"]) and result["predictions"] == []

@@ -26,6 +26,7 @@ from workbench.models.anatomy import ModelAnatomy, anatomy_of
 from workbench.models.tiny import TINY_MODEL_TYPES, tiny_model
 from workbench.orchestration.train import train
 from workbench.store import list_runs, resolve_run
+from workbench.store.summary import run_record
 
 OTHER_MODELS = ("tiny-qwen3", "tiny-gemma2", "tiny-olmo2", "tiny-gpt2")
 
@@ -92,6 +93,29 @@ def test_run_completes_and_records(runs, name):
         assert resolved["rows"] and set(resolved["rows"].values()) == {4}
     else:
         assert resolved == {}
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_trains_on_a_generative_task(name, tiny_generative_task, tmp_path):
+    """Generative fine-tuning: the loss on every answer token (and its stop), selection phases (SMT's
+    warm-up, SPSFT's importance) on that same loss, evaluation by greedy generation and exact match."""
+    result = train(run_config("tiny-llama", name, tiny_generative_task, tmp_path), progress=False)
+    run = resolve_run(tmp_path, result.run_id)
+    assert run.status == "completed" and run.summary["eval_metric"] == "exact_match"
+    metrics = run.table("metrics")
+    assert set(metrics.query("split == 'eval'")["name"]) == {
+        "exact_match",
+        "exact_match_low",
+        "exact_match_high",
+        "answer_loglik_per_token",
+    }
+    predictions = run.table("predictions")
+    assert len(predictions) == 8 and predictions["generated"].notna().all()  # 4 examples, before and after
+    assert predictions["label"].isna().all() and predictions["predicted"].isna().all()
+    losses = metrics.query("name == 'loss'")["value"]
+    assert len(losses) == 3 and losses.notna().all()
+    if name in ("smt", "spsft"):
+        assert run.summary["method_resolved"] and run_record(run)["selection_peak_bytes"] > 0
 
 
 @pytest.mark.parametrize("name", METHODS.names())

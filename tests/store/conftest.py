@@ -66,6 +66,7 @@ SAMPLES: dict[str, dict[str, list[Any]]] = {
         "example": [0, 1],
         "label": [1, 0],
         "predicted": [1, 1],
+        "generated": [None, " swam"],  # loglik runs leave it empty; exact-match runs fill it
         "correct": [True, False],
     },
     "timing": {"step": [0, 0], "phase": ["forward", "backward"], "seconds": [0.01, 0.02]},

@@ -78,3 +78,46 @@ def _context_question(text: str) -> dict[str, str]:
     if match is None:
         raise WorkbenchError(f"social_iqa: no context followed by a question in {text!r}")
     return {"context": match.group(1), "question": match.group(2)}
+
+
+@TASKS.register("spelling")
+def spelling(cache_dir: Path | None = None) -> Corpus:
+    """Birkbeck spelling errors (500 words): a misspelling (the corpus's first for the word) -> the word."""
+    raw = sources.spelling(cache_dir)
+    template = TEMPLATES["spelling"]
+    examples = [template.free_text({"misspelling": r["misspellings"][0]}, r["word"]) for r in raw.records]
+    return _generative(examples, raw, template)
+
+
+@TASKS.register("verb_forms")
+def verb_forms(cache_dir: Path | None = None) -> Corpus:
+    """English verb conjugation (8,425 verbs): a verb -> its four inflected forms ("swims, swimming, swam,
+    swum"), regular and irregular; answers of about ten tokens."""
+    raw = sources.verbs(cache_dir)
+    template = TEMPLATES["verb_forms"]
+    forms = ("third_person", "present_participle", "past", "past_participle")
+    examples = [
+        template.free_text({"verb": r["verb"]}, ", ".join(r[name] for name in forms)) for r in raw.records
+    ]
+    return _generative(examples, raw, template)
+
+
+POS_MAX_WORDS = 25  # sentences up to this long (593 of 1,001): prompt and answer fit max_length 128
+
+
+@TASKS.register("pos_tags")
+def pos_tags(cache_dir: Path | None = None) -> Corpus:
+    """Part-of-speech tagging as generation (593 WSJ sentences of <= 25 words): a sentence -> its Penn
+    Treebank tags, one per word; answers of 20 to 50 tokens, the long-answer regime of instruction data."""
+    raw = sources.tagged_sentences(cache_dir)
+    template = TEMPLATES["pos_tags"]
+    examples = [
+        template.free_text({"sentence": " ".join(r["words"])}, " ".join(r["tags"]))
+        for r in raw.records
+        if len(r["words"]) <= POS_MAX_WORDS
+    ]
+    return _generative(examples, raw, template, {"max_words": POS_MAX_WORDS})
+
+
+def _generative(examples: list, raw: sources.Raw, template, meta: dict | None = None) -> Corpus:
+    return Corpus(examples, None, raw.source, raw.sha256, template.prompt, meta or {}, generative=True)

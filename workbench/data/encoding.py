@@ -1,8 +1,9 @@
 """Token ids and label masks of one example: prompt ids + answer ids, loss on the answer only.
 
 Prompt and answer are tokenized separately and concatenated, so the answer's tokens are the same in
-every example (no merge across the boundary) and the label mask is exact. Too long: the prompt loses
-tokens from the left; the answer is never cut.
+every example (no merge across the boundary) and the label mask is exact. A generative example's answer
+is followed by its `stop` (trained on, so generation learns to end). Too long: the prompt loses tokens
+from the left; the answer is never cut.
 """
 
 from __future__ import annotations
@@ -35,24 +36,34 @@ def encode_example(tokenizer, example: Example, max_length: int, candidate: int 
     labels are IGNORE_INDEX on the prompt (and BOS) and the answer ids on the answer. Raises ConfigError
     if max_length cannot hold the answer plus one prompt token.
     """
-    answer = example.candidates[example.label if candidate is None else candidate]
+    answer_ids = answer_token_ids(tokenizer, example, candidate)
+    prefix = len(bos_prefix(tokenizer))
+    if max_length - prefix - len(answer_ids) < 1:
+        raise ConfigError(_too_short(max_length, len(answer_ids), prefix, "this example"))
+    prompt_ids = prompt_token_ids(tokenizer, example, max_length, len(answer_ids))
+    return prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+
+
+def prompt_token_ids(tokenizer, example: Example, max_length: int, answer_tokens: int) -> list[int]:
+    """BOS (if the tokenizer adds one) + the prompt's ids, cut from the left to leave `answer_tokens`
+    (the end of the prompt is kept: it sits next to the answer)."""
     prefix = bos_prefix(tokenizer)
-    answer_ids = _ids(tokenizer, answer)
-    budget = max_length - len(prefix) - len(answer_ids)  # room left for the prompt
-    if budget < 1:
-        raise ConfigError(_too_short(max_length, len(answer_ids), len(prefix), "this example"))
-    prompt_ids = _ids(tokenizer, example.prompt)[-budget:]  # keep the end: it sits next to the answer
-    input_ids = prefix + prompt_ids + answer_ids
-    labels = [IGNORE_INDEX] * (len(prefix) + len(prompt_ids)) + answer_ids
-    return input_ids, labels
+    budget = max_length - len(prefix) - answer_tokens
+    return prefix + _ids(tokenizer, example.prompt)[-budget:]
+
+
+def answer_token_ids(tokenizer, example: Example, candidate: int | None = None) -> list[int]:
+    """The ids of candidate `candidate` (default: the gold answer) followed by the example's stop."""
+    answer = example.candidates[example.label if candidate is None else candidate]
+    return _ids(tokenizer, answer) + (_ids(tokenizer, example.stop) if example.stop else [])
 
 
 def check_fits(tokenizer, examples: Iterable[Example], max_length: int, *, task: str = "the task") -> None:
     """Raise ConfigError up front if any candidate answer of `examples` leaves no room for a prompt token."""
-    candidates = sorted({c for e in examples for c in e.candidates})
-    if not candidates:
+    answers = sorted({c + e.stop for e in examples for c in e.candidates})
+    if not answers:
         return
-    longest = max(len(ids) for ids in tokenizer(candidates, add_special_tokens=False)["input_ids"])
+    longest = max(len(ids) for ids in tokenizer(answers, add_special_tokens=False)["input_ids"])
     prefix = len(bos_prefix(tokenizer))
     if prefix + longest + 1 > max_length:
         raise ConfigError(_too_short(max_length, longest, prefix, f"task {task!r}"))

@@ -6,9 +6,10 @@ Two layouts (extra columns are ignored):
   `|`-separated string); `label` is the gold choice's index (a JSON integer) or its text (a string is
   matched against the choices first, then read as an index, so CSV labels may be "2" or "Paris").
 - `prompt` + `answer`: a free-text answer. With at most MAX_CLASSES distinct answers in the file the
-  task is a classification: every example is scored on all distinct answers (sorted). With more,
-  scoring on every answer would be slow and meaningless, so each example is scored on its gold answer
-  plus DISTRACTORS other answers of the file, picked and ordered deterministically from the file alone.
+  task is a classification: every example is scored on all distinct answers (sorted), label words.
+  With more, the task is generative: each answer is trained on (followed by a newline, where generation
+  stops) and evaluated by greedy generation and exact match (workbench.data.generation); there is
+  nothing to rank, so no distractor answers are made up.
 
 Prompts are used as written, minus trailing whitespace; each candidate gets one leading space.
 """
@@ -16,19 +17,16 @@ Prompts are used as written, minus trailing whitespace; each candidate gets one 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from workbench.cache import sha256_file
 from workbench.data.example import Corpus, Example
-from workbench.data.formatting import answer_text
-from workbench.data.order import stable_order
+from workbench.data.formatting import ANSWER_STOP, answer_text
 from workbench.errors import ConfigError
 
-MAX_CLASSES = 20  # up to this many distinct free-text answers, every example is scored on all of them
-DISTRACTORS = 3  # beyond that, each example is scored on its answer plus this many others
+MAX_CLASSES = 20  # up to this many distinct free-text answers they are label words; more: generative
 
 LAYOUTS = "prompt + answer (free-text answer) or prompt + choices + label (multiple choice)"
 
@@ -46,11 +44,13 @@ def load_local(path: str | Path) -> Corpus:
         examples, classes, meta = _multiple_choice(rows, path), None, {"layout": "prompt+choices+label"}
     elif {"prompt", "answer"} <= columns:
         examples, classes, meta = _free_text(rows, path)
+        meta["layout"] = "prompt+answer"
     else:
         raise ConfigError(
             f"task file {str(path)!r} has columns {sorted(columns)}; accepted layouts: {LAYOUTS}"
         )
-    return Corpus(examples, classes, str(path), sha256_file(path), None, meta)
+    generative = meta.get("answers") == "free text"
+    return Corpus(examples, classes, str(path), sha256_file(path), None, meta, generative=generative)
 
 
 Row = tuple[str, dict[str, Any]]  # (where, e.g. "line 3", fields)
@@ -157,17 +157,6 @@ def _free_text(rows: list[Row], path: Path) -> tuple[list[Example], tuple[str, .
     if len(distinct) <= MAX_CLASSES:
         classes = tuple(distinct)
         examples = [Example(p, classes, classes.index(a)) for p, a in pairs]
-        return examples, classes, {"layout": "prompt+answer", "candidates": "all distinct answers"}
-    examples = [_with_distractors(p, a, distinct, i) for i, (p, a) in enumerate(pairs)]
-    meta = {"layout": "prompt+answer", "candidates": f"answer + {DISTRACTORS} distractors from the file"}
-    return examples, None, meta
-
-
-def _with_distractors(prompt: str, answer: str, distinct: list[str], index: int) -> Example:
-    """The answer plus DISTRACTORS other distinct answers, chosen and ordered by the file's content alone."""
-    salt = hashlib.sha256(f"{index}:{prompt}".encode()).hexdigest()
-    others = [distinct[i] for i in stable_order(len(distinct), 0, salt) if distinct[i] != answer]
-    candidates = [answer, *others[:DISTRACTORS]]
-    order = stable_order(len(candidates), 1, salt)
-    shuffled = tuple(candidates[i] for i in order)
-    return Example(prompt, shuffled, shuffled.index(answer))
+        return examples, classes, {"answers": "label words"}
+    examples = [Example(p, (a,), 0, stop=ANSWER_STOP) for p, a in pairs]
+    return examples, None, {"answers": "free text"}

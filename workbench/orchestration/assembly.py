@@ -20,7 +20,9 @@ from dataclasses import dataclass
 import torch
 
 from workbench.config import RunConfig
-from workbench.data import Batch, Example, TaskData, check_fits, load_task, train_batches
+from workbench.data import Batch, EvalPlan, Example, TaskData, check_fits, load_task, train_batches
+from workbench.data.chat import apply_template
+from workbench.data.scoring import plan_evaluation
 from workbench.lm import answer_loss
 from workbench.methods import build_method
 from workbench.methods.base import HeldTensor, Method, PhaseTraining, PrepareContext, check_method
@@ -37,11 +39,12 @@ class Setup:
 
     config: RunConfig
     loaded: LoadedModel
-    task: TaskData
+    task: TaskData  # task.template applied
     method: Method
     device: torch.device
     lr: float  # the run's peak learning rate: train.lr, else the method's default
     inputs: dict[str, str]  # content hashes of the task and the model (workbench.provenance)
+    evaluation: EvalPlan  # the metric every evaluation scores (train.eval_metric resolved) and its bound
 
 
 def setup_run(config: RunConfig, *, task: TaskData | None = None) -> Setup:
@@ -63,9 +66,13 @@ def setup_run(config: RunConfig, *, task: TaskData | None = None) -> Setup:
         enable_gradient_checkpointing(loaded.model, config.model)
     check_method(method, loaded.anatomy)  # the layout it needs (one error naming what lacks), its options
     task = task or load_task(config.task, seed=config.train.seed)
+    inputs = input_hashes(model_hash, task)  # of the examples as read (the template is in the config)
+    task = apply_template(task, loaded.tokenizer, config.template, model=config.model)
     check_fits(loaded.tokenizer, task.train + task.eval, config.train.max_length, task=task.name)
-    lr = config.train.lr if config.train.lr is not None else method.default_lr
-    return Setup(config, loaded, task, method, device, lr, input_hashes(model_hash, task))
+    t = config.train
+    evaluation = plan_evaluation(task, loaded.tokenizer, t.eval_metric, t.max_new_tokens)
+    lr = t.lr if t.lr is not None else method.default_lr
+    return Setup(config, loaded, task, method, device, lr, inputs, evaluation)
 
 
 def config_inputs(config: RunConfig) -> dict[str, str]:

@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from workbench.config import RunConfig
-from workbench.data import evaluate
+from workbench.data import Example, evaluate
 from workbench.errors import RunStopped, StoreError
 from workbench.lm import answer_loss
 from workbench.orchestration.assembly import Setup, prepare_method, setup_run, train_stream
@@ -82,44 +82,27 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
     scored: dict[int, dict[str, Any]] = {}  # step -> evaluation result (its counts give the intervals)
 
     def run_eval(step: int) -> float:
+        examples = setup.task.eval[: cfg.eval_examples]
+
         def score() -> dict[str, Any]:
             return evaluate(
                 model,
                 tok,
-                setup.task.eval[: cfg.eval_examples],
+                examples,
                 max_length=cfg.max_length,
                 batch_size=cfg.eval_batch_size,
                 device=setup.device,
+                metric=setup.evaluation.metric,
+                max_new_tokens=setup.evaluation.max_new_tokens,
                 progress=progress,
             )
 
         with recording.phase("eval", step):
             result = _evaluate_untrained(setup, score) if step == 0 else score()
-        interval = _interval(result) or [math.nan, math.nan]
-        writer.add(
-            "metrics",
-            [
-                {"step": step, "split": "eval", "name": name, "value": value}
-                for name, value in zip(
-                    ("accuracy", "accuracy_low", "accuracy_high"),
-                    [result["accuracy"], *interval],
-                    strict=True,
-                )
-            ],
-        )
-        labels = [e.label for e in setup.task.eval[: cfg.eval_examples]]
-        writer.add(
-            "predictions",
-            {
-                "step": step,
-                "example": list(range(len(labels))),
-                "label": labels,
-                "predicted": result["predictions"],
-                "correct": [p == y for p, y in zip(result["predictions"], labels, strict=True)],
-            },
-        )
+        writer.add("metrics", _metric_rows(step, result))
+        writer.add("predictions", _prediction_rows(step, result, examples))
         scored[step] = result
-        return result["accuracy"]
+        return result["score"]
 
     with recording.attached(session):
         accuracy_before = run_eval(0) if cfg.eval_examples else math.nan
@@ -186,12 +169,22 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
             "adapter", {k: v.detach().cpu().contiguous() for k, v in setup.method.adapter_state().items()}
         )
     summary: dict[str, Any] = {
+        # accuracy_* hold the score of the run's eval metric: "accuracy" (the most likely candidate) or
+        # "exact_match" (a greedy generation equal to the reference after normalisation)
+        "eval_metric": setup.evaluation.score_name,
+        "max_new_tokens": (
+            setup.evaluation.max_new_tokens if setup.evaluation.metric == "exact_match" else None
+        ),
         "accuracy_before": accuracy_before,
         "accuracy_after": accuracy_after,
         # 95% Wilson intervals on the scored examples (None without evaluation)
         "accuracy_before_ci": _interval(scored.get(0)),
         "accuracy_after_ci": _interval(scored.get(cfg.steps)),
         "eval_examples_scored": scored[cfg.steps]["n"] if cfg.steps in scored else 0,
+        "answer_loglik_per_token_before": scored[0]["answer_loglik_per_token"] if 0 in scored else None,
+        "answer_loglik_per_token_after": (
+            scored[cfg.steps]["answer_loglik_per_token"] if cfg.steps in scored else None
+        ),
         "accuracy_best": max(a for a in accuracies if not math.isnan(a)) if cfg.eval_examples else None,
         "median_step_seconds": statistics.median(step_seconds),
         "trainable_parameters": sum(p.numel() for p in params.values()),
@@ -213,13 +206,47 @@ _UNTRAINED: dict[str, dict[str, Any]] = {}
 def _evaluate_untrained(setup: Setup, score: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """`score()` of the untrained model, remembered per (input hashes, evaluation settings)."""
     t = setup.config.train
-    settings = (t.eval_examples, t.max_length, t.eval_batch_size, t.attn, t.dtype, str(setup.device))
+    settings = (
+        t.eval_examples,
+        t.max_length,
+        t.eval_batch_size,
+        t.attn,
+        t.dtype,
+        str(setup.device),
+        setup.config.template,
+        setup.evaluation.metric,
+        setup.evaluation.max_new_tokens,
+    )
     key = json.dumps([setup.inputs, settings], sort_keys=True)
     if key not in _UNTRAINED:
         if len(_UNTRAINED) >= 8:
             _UNTRAINED.pop(next(iter(_UNTRAINED)))
         _UNTRAINED[key] = score()
     return _UNTRAINED[key]
+
+
+def _metric_rows(step: int, result: dict[str, Any]) -> list[dict[str, Any]]:
+    """An evaluation's score under its metric's name ("accuracy" or "exact_match"), its 95% Wilson
+    interval (`<name>_low`, `<name>_high`) and the reference answer's log-likelihood per token."""
+    name = result["metric"]
+    low, high = _interval(result) or [math.nan, math.nan]
+    values = {name: result["score"], f"{name}_low": low, f"{name}_high": high}
+    values["answer_loglik_per_token"] = result["answer_loglik_per_token"]
+    return [{"step": step, "split": "eval", "name": k, "value": v} for k, v in values.items()]
+
+
+def _prediction_rows(step: int, result: dict[str, Any], examples: list[Example]) -> dict[str, list[Any]]:
+    """Per example: correct, and the chosen candidate (loglik) or the generated answer (exact_match)."""
+    n = len(examples)
+    ranked = "predictions" in result
+    return {
+        "step": [step] * n,
+        "example": list(range(n)),
+        "label": [e.label for e in examples] if ranked else [None] * n,
+        "predicted": result["predictions"] if ranked else [None] * n,
+        "generated": result.get("generations") or [None] * n,
+        "correct": result["correct_mask"],
+    }
 
 
 def _interval(result: dict[str, Any] | None) -> list[float] | None:

@@ -132,8 +132,9 @@ TABLES: dict[str, pa.Schema] = {
         [
             STEP,
             _req("example", pa.int64()),  # index in the run's eval split
-            _req("label", pa.int64()),  # the gold candidate
-            _req("predicted", pa.int64()),  # the candidate with the highest answer log-likelihood
+            _opt("label", pa.int64()),  # the gold candidate (eval metric loglik)
+            _opt("predicted", pa.int64()),  # the candidate with the highest answer log-likelihood (loglik)
+            _opt("generated", pa.string()),  # the greedy answer (exact_match), cut at its first newline
             _req("correct", pa.bool_()),
         ]
     ),

@@ -57,6 +57,7 @@ COLUMNS = [
     "status",
     "seed",
     "setting",
+    "metric",  # what `accuracy` holds: "accuracy" (the likeliest candidate) or "exact_match" (generation)
     "accuracy",
     "accuracy_low",
     "accuracy_high",
@@ -173,6 +174,7 @@ def run_record(run: Any) -> dict[str, Any]:
         "status": run.status,
         "seed": _number(train.get("seed", 0)),
         "setting": setting_key(config),
+        "metric": summary.get("eval_metric", "accuracy"),  # runs from before eval_metric ranked candidates
         "accuracy": _number(summary.get("accuracy_after")),
         **_interval_ends(summary.get("accuracy_after_ci")),
         "accuracy_before": _number(summary.get("accuracy_before")),
