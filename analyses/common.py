@@ -5,6 +5,7 @@ in its docstring and takes one size:
 
     --smoke    tiny-llama, a couple of steps: seconds (the tests run every script at this size)
     (default)  smollm2-135m on polarity: minutes on a 2-core CPU
+    --generative  smollm2-135m on verb_forms (free-text answers, exact match): the study's generative run
     --full     paper-like lengths for a GPU
 
 Runs are made through the sweep machinery (workbench.orchestration.sweeps), in the study's runs dir of
@@ -39,7 +40,7 @@ class Analysis:
     """One script's settings, from its command line (`parse_args`)."""
 
     name: str  # the script's name: its output folder
-    size: str  # smoke | default | full
+    size: str  # smoke | default | generative | full
     runs_dir: Path
     out: Path  # this script's output folder
     formats: tuple[str, ...]
@@ -67,13 +68,21 @@ def parse_args(
     parser = argparse.ArgumentParser(
         prog=f"analyses/{name}.py",
         description=(doc or "").split("\n\n")[0],
-        epilog="Sizes: --smoke (tiny-llama, seconds), default (minutes on 2 CPU cores), --full (a GPU).",
+        epilog="Sizes: --smoke (tiny-llama, seconds), default (minutes on 2 CPU cores), --generative (the "
+        "default model on a generative task, exact match), --full (a GPU).",
     )
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "--smoke", action="store_const", dest="size", const="smoke", help="tiny-llama, seconds"
     )
     group.add_argument("--full", action="store_const", dest="size", const="full", help="paper-like, on a GPU")
+    group.add_argument(
+        "--generative",
+        action="store_const",
+        dest="size",
+        const="generative",
+        help="the default model on verb_forms, exact match (the generative regime)",
+    )
     parser.add_argument("--runs-dir", dest="runs_dir", help="run store (default runs/study[-<size>])")
     parser.add_argument("--out", help="output root (default analyses/out, analyses/out/<size>)")
     parser.add_argument("--format", default=",".join(FORMATS), help="figure formats: pdf,svg,png,html,csv")

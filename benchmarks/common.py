@@ -262,11 +262,14 @@ class _PhaseMeter:
 
 
 def packed_examples(task: TaskData, tokenizer: Any, length: int, count: int, seed: int) -> list[Example]:
-    """`count` examples of exactly `length` tokens made of real reviews (see the module docstring).
+    """`count` examples of exactly `length` tokens made of real reviews (see the module docstring), or,
+    for a generative task, of real worked examples (`packed_demonstrations`).
 
     Example i has label i % number-of-classes; its prompt concatenates shuffled train reviews of that
     label until it holds at least `length` tokens, and `encode_example` later cuts it from the left.
     """
+    if task.generative:
+        return packed_demonstrations(task, tokenizer, length, count, seed)
     if task.template is None or "{text}" not in task.template or task.classes is None:
         raise ValueError(f"task {task.name!r} has no '{{text}}' template with fixed classes to pack")
     prefix, _, suffix = task.template.partition("{text}")
@@ -283,6 +286,31 @@ def packed_examples(task: TaskData, tokenizer: Any, length: int, count: int, see
             parts.append(pool[cursor[label] % len(pool)])
             cursor[label] += 1
             example = Example(prefix + " ".join(parts) + suffix, task.classes, label)
+            if len(encode_example(tokenizer, example, max_length=10**9)[0]) >= length:
+                break
+        out.append(example)
+    return out
+
+
+def packed_demonstrations(
+    task: TaskData, tokenizer: Any, length: int, count: int, seed: int
+) -> list[Example]:
+    """`count` generative examples of exactly `length` tokens: example i asks train example i's question
+    (its answer, with its stop, is the answer trained on), after other train examples written out whole
+    (prompt, answer, stop) as demonstrations until the prompt holds at least `length` tokens; the loader
+    cuts it from the left. The few-shot layout of instruction data, with every answer token real."""
+    order = stable_order(len(task.train), seed, "packed-demonstrations")
+    if len(order) <= count:
+        raise ValueError(f"task {task.name!r} has {len(order)} train examples; packing needs over {count}")
+    queries, pool = order[:count], order[count:]
+    cursor, out = 0, []
+    for q in queries:
+        query, demos = task.train[q], []
+        while True:
+            demo = task.train[pool[cursor % len(pool)]]
+            cursor += 1
+            demos.append(demo.prompt + demo.answer + demo.stop)
+            example = dataclasses.replace(query, prompt="".join(demos) + query.prompt)
             if len(encode_example(tokenizer, example, max_length=10**9)[0]) >= length:
                 break
         out.append(example)

@@ -142,7 +142,7 @@ def run_config(
     for key, value in (("model", model), ("task", task), ("method", method)):
         if value is not None:
             data[key] = value
-    for key in ("name", "runs_dir"):
+    for key in ("name", "runs_dir", "template"):  # template: task.template
         if key in options:
             data[key] = options.pop(key)
     explicit = {"train": train, "record": record, "method_options": method_options}

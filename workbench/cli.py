@@ -254,9 +254,10 @@ def add_research_commands(sub: argparse._SubParsersAction) -> None:
     )
     study.add_argument(
         "--size",
-        choices=["smoke", "default", "full"],
+        choices=["smoke", "default", "generative", "full"],  # workbench.orchestration.study.STUDY_SIZES
         default="default",
-        help="smoke: tiny-llama, seconds; default: minutes on a CPU; full: a GPU",
+        help="smoke: tiny-llama, seconds; default: minutes on a CPU; generative: verb_forms by exact match; "
+        "full: a GPU",
     )
     study.add_argument(
         "--runs-dir", dest="runs_dir", help="run store (default runs/study, runs/study-<size>)"

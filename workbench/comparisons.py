@@ -51,6 +51,7 @@ def ratio_table(frame: pd.DataFrame, baseline: str = BASELINE, label: str = "nam
     keep += ["seed", "setting", "model", "task"]
     keep += ["accuracy_low", "accuracy_high"]  # the accuracy's 95% interval
     out = frame[keep].copy()
+    out["metric"] = frame["metric"] if "metric" in frame else "accuracy"  # what `accuracy` holds
     out["label"] = frame[label] if label in frame else frame["name"]
     for column, (source, _) in {**RATIO_COLUMNS, **MEAN_COLUMNS}.items():
         out[column] = frame[source] if source in frame else math.nan
@@ -76,7 +77,8 @@ def aggregate_seeds(table: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFra
     for _, group in table.groupby("setting", sort=False):
         done = group[group["status"] == "completed"]
         first = (done if len(done) else group).iloc[0]
-        row = {k: first[k] for k in ("label", "method", "key_options", "attn", "setup", "variant", "setting")}
+        keys = ("label", "method", "key_options", "attn", "setup", "variant", "setting", "metric")
+        row = {k: first[k] for k in keys}
         row.update(
             model=first["model"], task=first["task"], seeds=len(done), incomplete=len(group) - len(done)
         )

@@ -139,12 +139,12 @@ class RunConfig(Validated):
 
     model: str = "smollm2-135m"  # built-in alias, local directory or hub id
     task: str = "polarity"  # built-in task name or a local .jsonl/.csv file
-    # task.template: plain (the task's own prompt) | chat (the prompt as a user turn of the model's chat
-    # template, the answer as the assistant's, ended by its end-of-turn token)
-    template: str = "plain"
     method: str = "lora"  # a registered method (workbench.methods)
     name: str | None = None  # human-readable run name (default: method-model-task)
     runs_dir: str = DEFAULT_RUNS_DIR  # where the run store lives
+    # task.template: plain (the task's own prompt) | chat (the prompt as a user turn of the model's chat
+    # template, the answer as the assistant's, ended by its end-of-turn token)
+    template: str = "plain"
     train: TrainConfig = field(default_factory=TrainConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
     method_options: Any = None  # the method's options dataclass; filled from `method.*` keys

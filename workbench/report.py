@@ -68,7 +68,11 @@ def format_run_report(
             format_accuracy(summary.get(f"accuracy_{when}"), summary.get(f"accuracy_{when}_ci"))
             for when in ("before", "after")
         )
-        lines.append(f"  accuracy before {before}  after {after}{scored}")
+        metric = str(summary.get("eval_metric", "accuracy")).replace("_", " ")  # or "exact match"
+        lines.append(f"  {metric} before {before}  after {after}{scored}")
+        loglik = [summary.get(f"answer_loglik_per_token_{when}") for when in ("before", "after")]
+        if all(isinstance(v, (int, float)) for v in loglik):
+            lines.append(f"  answer log-likelihood per token before {loglik[0]:.3f}  after {loglik[1]:.3f}")
         if summary.get("median_step_seconds") is not None:
             lines.append(f"  median step time {summary['median_step_seconds']:.3f} s")
         if summary.get("trainable_parameters") is not None:

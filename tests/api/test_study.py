@@ -94,7 +94,10 @@ def test_the_app_is_served_on_the_study_runs(monkeypatch, tmp_path, capsys):
 
 
 def test_sizes():
-    assert set(study.STUDY_SIZES) == {"smoke", "default", "full"}
+    assert set(study.STUDY_SIZES) == {"smoke", "default", "generative", "full"}
+    with pytest.raises(SystemExit):  # the CLI offers the same sizes
+        cli.main(["study", "--size", "huge"])
+    assert cli.make_parser().parse_args(["study", "--size", "generative"]).size == "generative"
     for size, spec in study.STUDY_SIZES.items():  # every size's points are valid for every method
         points = study.study_points(size)
         variants = [method for method, _ in study.STUDY_VARIANTS.values()]
@@ -112,6 +115,21 @@ def test_sizes():
     assert study.default_runs_dir("default") == "runs/study"
     with pytest.raises(Exception, match="unknown study size 'huge'"):
         study.study_size("huge")
+
+
+def test_the_generative_study_is_scored_by_exact_match(tiny_generative_task, tmp_path):
+    """Every method on a generative task (the smoke size on a tiny free-text task): the table and the
+    page name the metric, with intervals and the paired test."""
+    result = study.run_study(
+        "smoke", tmp_path, task=tiny_generative_task, seeds=1, timing=False, progress=False
+    )
+    table = result.table
+    assert set(table["metric"]) == {"exact_match"} and table["seeds"].min() == 1
+    assert table[["accuracy_low", "accuracy_high"]].notna().all().all()  # each run's Wilson interval
+    page = study.study_markdown(result)
+    assert "exact match on 8 held-out examples" in page
+    assert "| exact match | saved activations" in page and "exact match vs lora: McNemar" in page
+    assert study.STUDY_SIZES["generative"].task == "verb_forms"
 
 
 @pytest.mark.parametrize("seeds", [0, -1, 1.5, True])

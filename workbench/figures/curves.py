@@ -9,6 +9,7 @@ from workbench.figures.data import downsample
 from workbench.figures.specs import BarsSpec, LinesSpec
 
 PHASE_ORDER = ("warmup", "importance", "forward", "backward", "optimizer", "eval")
+SCORES = ("accuracy", "exact_match")  # what an evaluation's score is called, by train.eval_metric
 
 
 def _with_run(df: pd.DataFrame) -> pd.DataFrame:
@@ -25,6 +26,10 @@ def metric_curves(
     df = _with_run(metrics)
     if split is not None:
         df = df[df["split"] == split]
+    label = name
+    if name == "accuracy":  # the evaluation score under either metric (exact_match on generative tasks)
+        label = " / ".join(s.replace("_", " ") for s in SCORES if (df["name"] == s).any()) or name
+        df = df.assign(name=df["name"].str.replace("^exact_match", "accuracy", regex=True))
     if df[df["name"] == name].empty:
         return empty_figure("metric_curves", title, f"no {name} recorded")
     names = [name, f"{name}_low", f"{name}_high"] if name == "accuracy" else [name]
@@ -42,7 +47,7 @@ def metric_curves(
         color="run",
         markers=data["step"].nunique() <= 30,
         xlabel="step",
-        ylabel="accuracy (%)" if name == "accuracy" else name,
+        ylabel=f"{label} (%)" if name == "accuracy" else name,
         hover=("run", "step", "value"),
         legend=data["run"].nunique() > 1,
         err_low="accuracy_low" if bars else None,

@@ -12,7 +12,7 @@ from workbench.figures.data import MIB, pareto_front
 from workbench.figures.specs import ScatterSpec
 from workbench.figures.style import method_colors
 from workbench.stats import mean_interval
-from workbench.store.summary import MEMORY_SOURCES, configuration_name
+from workbench.store.summary import MEMORY_SOURCES, configuration_name, score_label
 
 # x choice -> (axis label, runs_frame column, divisor)
 TRADEOFF_X: dict[str, tuple[str, str, float]] = {
@@ -74,7 +74,7 @@ def tradeoff(runs: pd.DataFrame, x: str = "total_logical", *, labels: bool = Fal
         symbol="setup" if data["setup"].nunique() > 1 else None,  # kernel / checkpointing as a shape
         hover=HOVER,
         xlabel=label,
-        ylabel="accuracy (%), 95% interval",
+        ylabel=f"{score_label(frame)} (%), 95% interval",
         facet="setting" if data["setting"].nunique() > 1 else None,
         share_y=False,
         err_low="accuracy_low",

@@ -193,6 +193,13 @@ def run_record(run: Any) -> dict[str, Any]:
     return record
 
 
+def score_label(frame: Any) -> str:
+    """What the `accuracy` column of a runs frame (or a table built on one) holds, for labels:
+    "accuracy" (the likeliest candidate), "exact match" (greedy generation), or both when runs mix them."""
+    metrics = sorted(set(frame["metric"].dropna())) if "metric" in frame and len(frame) else []
+    return " / ".join(m.replace("_", " ") for m in metrics) or "accuracy"
+
+
 def selection_peak_bytes(summary: dict[str, Any]) -> float | None:
     """The largest total logical memory of the run's selection phases (SMT's warm-up, SPSFT's
     importance: every phase but evaluation) at any of their steps; None when it ran none (or was
