@@ -50,6 +50,19 @@ def check_memory_ratios(ratios: dict[str, dict[str, float]], labels: set[str]) -
     assert all(r["saved"] > 0 and r["state"] > 0 and r["step"] > 0 for r in ratios.values())
 
 
+def test_sage_generative(tmp_path):
+    result = run("sage_generative", tmp_path)
+    labels = {"lora", "sage rows all", "sage rows first", "sage rows last", "sage rows all, not forced"}
+    check_memory_ratios(result["ratios"]["verb_forms"], labels)
+    rows = {row["label"]: row for row in result["memory"]["verb_forms"]}
+    forced, free = rows["sage rows all"]["kept"], rows["sage rows all, not forced"]["kept"]
+    assert forced["answer_positions_kept_per_block"] == [forced["answer_positions"]] * 4  # all kept
+    assert all(k <= forced["answer_positions"] for k in free["answer_positions_kept_per_block"])
+    trained = [row["label"] for row in result["exact_match"]]
+    assert trained == ["lora", "sage rows all", "sage rows first", "sage rows last"]
+    assert all(0 <= row["exact_match_after"] <= 1 for row in result["exact_match"])
+
+
 def test_sage_vs_lora(tmp_path):
     result = run("sage_vs_lora", tmp_path)
     labels = {"lora", "sage tau 0.9 align 0", "sage tau 0.9 align 2", "sage tau 0.5 align 0", "tokentune 0.3"}

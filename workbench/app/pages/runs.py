@@ -70,7 +70,8 @@ def details(ctx: AppContext, run_id: str) -> None:
     elif status == "running":
         st.info("This run is still running; reload to see new steps.")
     cols = st.columns(6)
-    cols[0].metric("accuracy", "-" if pd.isna(row["accuracy"]) else f"{100 * row['accuracy']:.1f}%")
+    score = str(row.get("metric") or "accuracy").replace("_", " ")  # "exact match" on generative tasks
+    cols[0].metric(score, "-" if pd.isna(row["accuracy"]) else f"{100 * row['accuracy']:.1f}%")
     for col, (label, column, why) in zip(
         cols[1:4],
         (
