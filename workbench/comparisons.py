@@ -100,12 +100,14 @@ def aggregate_seeds(table: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFra
 
 def discordant_pairs(run_a: Any, run_b: Any) -> tuple[int, int]:
     """(examples only run A got right, examples only run B got right) at each run's final evaluation,
-    from their `predictions` tables; ValueError unless both scored the same examples (same labels in
-    the same order, the same task contents when the manifests record them)."""
+    from their `predictions` tables; ValueError unless both scored the same examples (the same examples
+    with the same labels in the same order, generative ones having none; the same task contents when
+    the manifests record them)."""
     final_a, final_b = _final_predictions(run_a), _final_predictions(run_b)
     inputs = [(r.environment.get("inputs") or {}).get("task_sha256") for r in (run_a, run_b)]
     same_task = None in inputs or inputs[0] == inputs[1]
-    if not same_task or list(final_a["label"]) != list(final_b["label"]):
+    scored = [(list(f["example"]), list(f["label"].fillna(-1))) for f in (final_a, final_b)]
+    if not same_task or scored[0] != scored[1]:
         raise ValueError(f"runs {run_a.id} and {run_b.id} were not scored on the same examples")
     a, b = final_a["correct"].to_numpy(dtype=bool), final_b["correct"].to_numpy(dtype=bool)
     return int((a & ~b).sum()), int((~a & b).sum())

@@ -126,6 +126,8 @@ def test_the_generative_study_is_scored_by_exact_match(tiny_generative_task, tmp
     table = result.table
     assert set(table["metric"]) == {"exact_match"} and table["seeds"].min() == 1
     assert table[["accuracy_low", "accuracy_high"]].notna().all().all()  # each run's Wilson interval
+    others = table[(table["method"] != "lora") | table["setup"].str.contains("checkpointing")]
+    assert others["accuracy_p"].notna().all()  # McNemar on the generated answers' correctness
     page = study.study_markdown(result)
     assert "exact match on 8 held-out examples" in page
     assert "| exact match | saved activations" in page and "exact match vs lora: McNemar" in page

@@ -82,7 +82,7 @@ STUDY_SIZES: dict[str, StudySize] = {
     ),
     # the generative regime at the default size: verb conjugation (answers of about 13 tokens: every
     # answer position is an output row of SAGE's saliency), scored by exact match of a greedy generation
-    # on 200 held-out verbs (a 95% interval of about +-7 points at 50%); 2 seeds keep it near 25 minutes
+    # on 200 held-out verbs (a 95% interval of about +-7 points at 50%); 2 seeds keep it near 35 minutes
     "generative": StudySize(
         model="smollm2-135m",
         task="verb_forms",
@@ -97,7 +97,7 @@ STUDY_SIZES: dict[str, StudySize] = {
         },
         note=(
             "30 steps of batch 8 on verb_forms, exact match on 200 held-out verbs before and after per run, "
-            "2 seeds per method, the default size's learning rates"
+            "2 seeds per method, the default size's learning rates: about 35 min on 2 CPU cores"
         ),
         seeds=2,
     ),
