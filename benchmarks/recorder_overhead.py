@@ -141,8 +141,8 @@ class Alternating(RecorderBase):
         self.active = step % 2 == 1
         self._forward("on_step_start", step)
 
-    def on_micro_batch_end(self, step: int) -> None:
-        self._forward("on_micro_batch_end", step)
+    def on_micro_batch_end(self, step: int, batch) -> None:
+        self._forward("on_micro_batch_end", step, batch)
 
     def on_backward_end(self, step: int) -> None:
         self._forward("on_backward_end", step)
