@@ -62,7 +62,11 @@ def all_recorders(every: int = 1) -> list:
     """Every recorder, each due at every step, frozen-weight gradients included."""
     return default_recorders(
         RecordConfig(
-            grads_every=every, saliency_every=every, memory_every=every, fidelity_every=every, grads_frozen=True
+            grads_every=every,
+            saliency_every=every,
+            memory_every=every,
+            fidelity_every=every,
+            grads_frozen=True,
         )
     )
 

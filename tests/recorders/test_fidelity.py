@@ -8,8 +8,8 @@ import pytest
 import torch
 from recorder_helpers import GradCapture, make_config
 
-from workbench.errors import ConfigError
 from workbench.config import RecordConfig
+from workbench.errors import ConfigError
 from workbench.memory import measure_device_peaks, reset_device_peaks, uncounted
 from workbench.orchestration.train import train
 from workbench.recorders import default_recorders
@@ -58,7 +58,8 @@ def test_smt_with_every_block_chosen_covers_the_whole_gradient(tiny_task, tmp_pa
 @pytest.mark.parametrize("method", ["smt", "spsft"])
 def test_coverage_is_below_the_oracle(tiny_task, tmp_path, method):
     run = _run(tiny_task, tmp_path, method, steps=2)
-    table = run.table("fidelity").pivot_table(index=["step", "layer", "module"], columns="stat", values="value")
+    table = run.table("fidelity")
+    table = table.pivot_table(index=["step", "layer", "module"], columns="stat", values="value")
     assert (table["coverage"] <= table["oracle_coverage"] + 1e-9).all()
     assert table["coverage"].between(0, 1).all() and table["oracle_coverage"].between(0, 1).all()
 
@@ -70,7 +71,11 @@ def test_exact_methods_are_the_reference(tiny_task, tmp_path):
 
 @pytest.mark.parametrize(
     "method, options",
-    [("lora", {"r": 4, "dropout": 0.1}), ("sage", {"r": 4, "dropout": 0.1, "align_layers": 2}), ("velora", None)],
+    [
+        ("lora", {"r": 4, "dropout": 0.1}),
+        ("sage", {"r": 4, "dropout": 0.1, "align_layers": 2}),
+        ("velora", None),
+    ],
 )
 def test_the_trajectory_is_the_same_with_the_recorder(tiny_task, tmp_path, method, options):
     """Bit for bit, with dropout and two micro-batches per step: the reference pass leaves no trace."""

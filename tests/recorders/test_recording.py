@@ -27,7 +27,7 @@ def test_cadence_is_step_one_then_every_kth():
 
 def test_record_config_switches_and_validation():
     names = [r.name for r in default_recorders(RecordConfig())]
-    # fidelity after grads and memory (its reference pass follows their step hooks); timing last: sees the rest
+    # fidelity after grads and memory (its reference pass follows their hooks); timing last: sees the rest
     assert names == ["saliency", "blocks", "rows", "grads", "memory", "fidelity", "timing"]
     off = RecordConfig(
         saliency=False, blocks=False, rows=False, grads=False, memory=False, fidelity=False, timing=False
