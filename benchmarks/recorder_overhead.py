@@ -255,7 +255,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per run (default 20; smoke 10)")
     parser.add_argument("--frozen", action="store_true", help="also time on + record.grads_frozen")
     parser.add_argument(
-        "--variants", default=None, help="a subset of none,off,on,frozen,nofidelity, comma-separated, none first"
+        "--variants",
+        default=None,
+        help="subset of none,off,on,frozen,nofidelity (comma-separated, none first)",
     )
     args = parser.parse_args()
     settings = settings_from_args(args)
