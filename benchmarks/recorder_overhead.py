@@ -11,7 +11,10 @@ seed, so the same batches in the same order:
 - off: every recorder attached (probe built, selections read) but never due (`every` = NEVER);
 - on: every recorder at its RecordConfig default (memory and timing every step, gradients and saliency
   every 10 steps on 4 probe examples, blocks / rows once after selection);
-- frozen (with --frozen): on, plus the opt-in gradients of the frozen dense projections (grads_frozen).
+- frozen (with --frozen): on, plus the opt-in gradients of the frozen dense projections (grads_frozen);
+- nofidelity: on without the fidelity recorder (record.fidelity = false): `on / nofidelity` is what the
+  fidelity recorder costs at its default cadence (issue 15's target: <= 1.25x). `--variants` picks a
+  subset, e.g. `--variants none,on,nofidelity` (the interleaved "off" figure needs "off").
 Step time = time between the ends of consecutive steps as a clock recorder placed after all the others
 sees it: forward, backward, optimizer, every recorder hook, zero_grad, the loop's own rows and flushes.
 Steps 2 .. steps+1 are timed (step 1 pays one-off costs in every variant); with the default 20 steps,
@@ -27,7 +30,8 @@ And `off x interleaved`: one more run per method in which the "off" recorders st
 step hooks are called on odd steps only, on one batch repeated every step (train_examples = batch
 size): the median over odd steps of the step's time over the mean of its two even neighbours. Adjacent
 steps share the machine's state, so this end-to-end figure does not carry the drift between runs.
-Targets: on <= 1.15x, off <= 1.02x. Figures in benchmarks/results/recorder_overhead.json.
+Targets: on <= 1.15x, off <= 1.02x (issue 6, before the fidelity recorder joined "on"); fidelity <= 1.25x.
+Figures in benchmarks/results/recorder_overhead.json.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from workbench.orchestration.train import train  # noqa: E402
 from workbench.recorders import (  # noqa: E402
     NEVER,
     BlockRecorder,
+    FidelityRecorder,
     GradRecorder,
     MemoryRecorder,
     RecorderBase,
@@ -62,9 +67,10 @@ from workbench.recorders import (  # noqa: E402
 )
 from workbench.store import RunReader  # noqa: E402
 
-VARIANTS = ("none", "off", "on")  # + "frozen" with --frozen
+VARIANTS = ("none", "off", "on")  # + "frozen" with --frozen; "nofidelity" with --variants
 CLOCKS = ("wall", "cpu")
 TARGETS = {"on": 1.15, "off": 1.02}
+FIDELITY_TARGET = 1.25  # on / nofidelity
 
 
 class StepClock(RecorderBase):
@@ -98,12 +104,15 @@ def recorders_for(variant: str) -> list:
         return default_recorders(RecordConfig())
     if variant == "frozen":
         return default_recorders(RecordConfig(grads_frozen=True))
+    if variant == "nofidelity":
+        return default_recorders(RecordConfig(fidelity=False))
     return [
         SaliencyRecorder(every=NEVER),
         BlockRecorder(),
         RowRecorder(),
         GradRecorder(every=NEVER),
         MemoryRecorder(every=NEVER),
+        FidelityRecorder(every=NEVER),
         TimingRecorder(every=NEVER),
     ]
 
@@ -141,8 +150,8 @@ class Alternating(RecorderBase):
         self.active = step % 2 == 1
         self._forward("on_step_start", step)
 
-    def on_micro_batch_end(self, step: int) -> None:
-        self._forward("on_micro_batch_end", step)
+    def on_micro_batch_end(self, step: int, batch) -> None:
+        self._forward("on_micro_batch_end", step, batch)
 
     def on_backward_end(self, step: int) -> None:
         self._forward("on_backward_end", step)
@@ -179,7 +188,7 @@ def timed_run(config: RunConfig, variant: str) -> dict[str, float]:
     clock = StepClock()
     result = train(config, progress=False, recorders=[*recorders_for(variant), clock])  # clock last
     out = clock.mean_step(2, config.train.steps)
-    if variant in ("on", "frozen"):
+    if variant in ("on", "frozen", "nofidelity"):
         timing = RunReader(result.run_dir).table("timing")
         out["recording"] = timing.query("phase == 'recording' and step >= 2")["seconds"].mean()
     return out
@@ -213,9 +222,17 @@ def measure_method(
             # what the recorders' hooks themselves add to a step (the loop's count of seconds inside
             # them) against the unrecorded step: free of run-to-run noise, but blind to indirect costs
             row[f"{v}_hooks_ratio"] = statistics.median(1 + r[v]["hooks"] / r["none"]["wall"] for r in reps)
-    row["recording_seconds"] = statistics.median(r["on"]["recording"] for r in reps)
-    row.update({f"off_interleaved_{c}_ratio": v for c, v in interleaved_off(config, steps - 1).items()})
-    met = [row[f"{v}_{c}_ratio"] <= target for v, target in TARGETS.items() for c in CLOCKS]
+    if "on" in variants:
+        row["recording_seconds"] = statistics.median(r["on"]["recording"] for r in reps)
+    if {"on", "nofidelity"} <= set(variants):
+        for c in CLOCKS:
+            row[f"fidelity_{c}_ratio"] = statistics.median(r["on"][c] / r["nofidelity"][c] for r in reps)
+    if "off" in variants:
+        row.update({f"off_interleaved_{c}_ratio": v for c, v in interleaved_off(config, steps - 1).items()})
+    targets = {**{v: t for v, t in TARGETS.items() if v in variants}}
+    if "fidelity_wall_ratio" in row:
+        targets["fidelity"] = FIDELITY_TARGET
+    met = [row[f"{v}_{c}_ratio"] <= target for v, target in targets.items() for c in CLOCKS]
     row["targets_met"] = "all" if all(met) else ("none" if not any(met) else "some")
     return row
 
@@ -225,7 +242,10 @@ def columns(variants: tuple[str, ...]) -> list[Column]:
     for v in variants[1:]:
         cols += [(f"{v} x wall", f"{v}_wall_ratio", ".3f"), (f"{v} x cpu", f"{v}_cpu_ratio", ".3f")]
         cols += [(f"{v} x hooks", f"{v}_hooks_ratio", ".4f")]
-    cols += [(f"off x interleaved {c}", f"off_interleaved_{c}_ratio", ".4f") for c in CLOCKS]
+    if "off" in variants:
+        cols += [(f"off x interleaved {c}", f"off_interleaved_{c}_ratio", ".4f") for c in CLOCKS]
+    if {"on", "nofidelity"} <= set(variants):
+        cols += [(f"fidelity x {c}", f"fidelity_{c}_ratio", ".3f") for c in CLOCKS]
     return [*cols, ("recording s/step", "recording_seconds", ".4f"), ("targets met", "targets_met", "")]
 
 
@@ -234,12 +254,21 @@ def main() -> None:
     parser.add_argument("--methods", default="lora,sage", help="comma-separated methods (default lora,sage)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per run (default 20; smoke 10)")
     parser.add_argument("--frozen", action="store_true", help="also time on + record.grads_frozen")
+    parser.add_argument(
+        "--variants",
+        default=None,
+        help="subset of none,off,on,frozen,nofidelity (comma-separated, none first)",
+    )
     args = parser.parse_args()
     settings = settings_from_args(args)
     timed = args.steps or (10 if settings.smoke else 20)
     repeats = args.repeats or (1 if settings.smoke else 3)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     variants = VARIANTS + (("frozen",) if args.frozen else ())
+    if args.variants:
+        variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+        if variants[0] != "none" or not set(variants) <= {*VARIANTS, "frozen", "nofidelity"}:
+            parser.error("--variants: none first, then any of off, on, frozen, nofidelity")
     threads = torch.get_num_threads()
     if settings.threads:
         torch.set_num_threads(settings.threads)

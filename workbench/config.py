@@ -120,11 +120,16 @@ class RecordConfig(Validated):
     saliency: bool = True
     saliency_every: int = 10  # one no-grad forward of the probe examples per recorded step
     probe_examples: int = 4  # the first n training examples, the same at every recorded step
+    # the gradient against the dense one (SAGE, TokenTune, VeLoRA: cosine and relative error from a dense
+    # reference pass of the same batch; SMT, SPSFT: the share of the dense gradient in the chosen blocks /
+    # rows, and an oracle's), and how the selection drifts (jaccard); recorders/fidelity.py
+    fidelity: bool = True
+    fidelity_every: int = 10
     blocks: bool = True  # SMT: block grid (score, chosen) and warm-up |grad| statistics, once after selection
     rows: bool = True  # SPSFT: importance and chosen flag per output row, once after selection
 
     def validate(self) -> None:
-        for name in ("memory_every", "grads_every", "saliency_every"):
+        for name in ("memory_every", "grads_every", "saliency_every", "fidelity_every"):
             require(getattr(self, name) >= 1, f"record.{name} must be >= 1, got {getattr(self, name)}")
         require(self.probe_examples >= 1, f"record.probe_examples must be >= 1, got {self.probe_examples}")
         require(

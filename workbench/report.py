@@ -91,6 +91,15 @@ def format_run_report(
             if phase != "eval" and isinstance(phase_peaks, dict) and "total_logical" in phase_peaks:
                 label = f"selection phase {phase!r}, peak"  # SMT's warm-up, SPSFT's importance
                 lines.append(f"    {label:<32}{mib(phase_peaks['total_logical']):>14}")
+        first, last = summary.get("fidelity_first"), summary.get("fidelity_last")
+        if isinstance(first, dict) and isinstance(last, dict):
+            stat = next((s for s in ("cosine", "coverage") if s in last), None)
+            if stat is not None:
+                oracle = f" (oracle {last['oracle_coverage']:.3f})" if "oracle_coverage" in last else ""
+                values = f"first {first[stat]:.3f}  last {last[stat]:.3f}{oracle}"
+                lines.append(f"  gradient fidelity ({stat}) {values}")
+        if summary.get("fidelity_note"):
+            lines.append(f"  fidelity: {summary['fidelity_note']}")
         if summary.get("memory_note"):
             lines.append(f"  note: {summary['memory_note']}")
         if summary.get("saliency_note"):

@@ -13,6 +13,13 @@ import pytest
 
 # script -> files it must write (figures as <stem>.csv, tables as .md and .csv)
 EXPECTED = {
+    "fidelity": [
+        "fidelity_heatmap.csv",
+        "coverage_vs_oracle.csv",
+        "fidelity_lines.csv",
+        "fidelity_vs_saved.csv",
+        "fidelity.md",
+    ],
     "sage_fig1_tradeoff": ["tradeoff_saved.csv", "tradeoff_total.csv", "tradeoff_time.csv", "tradeoff.md"],
     "sage_fig4_memory_scaling": ["memory_sweep_total.csv", "memory_sweep_saved.csv", "memory_sweep.md"],
     "sage_fig5_training_time": ["relative_step_time.csv", "time_phases.csv", "relative_time.md"],
@@ -56,7 +63,19 @@ def check_table7(out: Path) -> None:
     assert (table["mem_MiB"] > 0).all() and (table["mem_TTL_MiB"] > table["mem_MiB"]).all()
 
 
+def check_fidelity(out: Path) -> None:
+    table = pd.read_csv(out / "fidelity.csv")
+    methods = set(table["method"])
+    assert {"lora", "full", "sage", "smt", "spsft", "tokentune", "velora"} <= methods
+    assert (table[table["method"].isin(["lora", "full"])]["first"] == 1.0).all()
+    selected = table[table["method"].isin(["smt", "spsft"])]
+    assert (selected["stat"] == "coverage").all()
+    assert (selected["first"] <= selected["oracle_first"] + 1e-9).all()
+    assert len(table[table["method"] == "sage"]) == 4  # its tau sweep
+
+
 CHECKS = {
+    "fidelity": check_fidelity,
     "sage_fig4_memory_scaling": check_fig4,
     "smt_fig45_qkv_allocation": check_fig45,
     "smt_table3_param_scaling": check_table3,

@@ -10,7 +10,7 @@ import pytest
 
 from workbench.store import RunReader
 
-PAGES = ("runs", "tradeoffs", "saliency", "blocks", "rows", "gradients", "memory", "compare")
+PAGES = ("runs", "tradeoffs", "saliency", "blocks", "rows", "gradients", "fidelity", "memory", "compare")
 MIB = 2**20
 
 
@@ -105,7 +105,7 @@ def test_tradeoff_memory_source_switch_changes_x(runs_dir, run_ids, make_app, ch
 def test_tradeoff_hover_has_options_and_step_time_chart(runs_dir, make_app, charts) -> None:
     at = make_app(runs_dir, "tradeoffs")
     figs = charts(at)
-    assert len(figs) == 2
+    assert len(figs) == 3  # memory, step time, and fidelity vs memory
     hover = " ".join(h for t in traces(figs[:1], "scatter") for h in (t.get("hovertext") or []))
     assert "options: " in hover and "r=16" in hover
     assert "step time" in figs[1]["layout"]["xaxis"]["title"]["text"]
@@ -188,6 +188,24 @@ def test_gradients_side_by_side(runs_dir, run_ids, make_app, charts) -> None:
     assert heat[0]["zmin"] == heat[1]["zmin"] and heat[0]["zmax"] == heat[1]["zmax"]  # one colour scale
     lines = traces(charts(at)[1:2], "scatter")
     assert any("q_proj" in t["name"] for t in lines)
+
+
+def test_fidelity_page_side_by_side(runs_dir, run_ids, make_app, charts) -> None:
+    at = make_app(runs_dir, "fidelity", run=run_ids["sage"])
+    no_exception(at)
+    assert len(traces(charts(at)[:1], "heatmap")) == 1
+    at.multiselect(key="fidelity_runs").set_value([run_ids["smt"]]).run()
+    heat = traces(charts(at)[:1], "heatmap")
+    assert len(heat) == 2 and heat[0]["zmin"] == heat[1]["zmin"] == 0 and heat[0]["zmax"] == 1
+    lines = traces(charts(at)[1:2], "scatter")
+    assert len(lines) >= 3  # SAGE's cosine, SMT's coverage and its oracle
+
+
+def test_fidelity_tradeoff_has_every_method_that_records_it(runs_dir, run_ids, make_app, charts) -> None:
+    at = make_app(runs_dir, "tradeoffs")
+    points = [t for t in traces(charts(at)[2:3], "scatter") if t.get("customdata")]
+    found = {rid for t in points for rid in t["customdata"]}
+    assert {run_ids[m] for m in ("lora", "sage", "smt", "spsft")} <= found
 
 
 def test_memory_page_and_sweep(runs_dir, run_ids, make_app, charts) -> None:

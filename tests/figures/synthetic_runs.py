@@ -57,6 +57,7 @@ def write_synthetic_run(
     _metrics(writer, rng, steps)
     _memory(writer, rng, steps, layers, method)
     _grads(writer, rng, steps, layers, method)
+    last_fidelity = _fidelity(writer, rng, steps, layers, method)
     if method in ("sage", "tokentune"):
         _saliency(writer, rng, steps, layers, samples, tokens)
     if method == "smt":
@@ -77,6 +78,7 @@ def write_synthetic_run(
             "total_logical": saved + 3 * 2**20,
             "rss_window_peak": 500 * 2**20,
         },
+        fidelity_last=last_fidelity,
     )
     if status == "running":
         writer.flush()
@@ -129,6 +131,25 @@ def _memory(writer: RunWriter, rng: np.random.Generator, steps: int, layers: int
     if phase:
         rows.append(row(-1, -1, "model", "rss_window_peak", int(4.5e8), "device", phase))
     writer.add("memory", rows)
+
+
+def _fidelity(
+    writer: RunWriter, rng: np.random.Generator, steps: int, layers: int, method: str
+) -> dict[str, float]:
+    """Cosine per layer (LoRA, SAGE ...) or coverage and the oracle's (SMT, SPSFT), as the recorder
+    writes them; returns the whole-model figures of the last step (the summary's fidelity_last)."""
+    stats = ("coverage", "oracle_coverage") if method in ("smt", "spsft") else ("cosine", "rel_error")
+    rows, last = [], {}
+    for step in range(1, steps + 1):
+        for layer, module in [*((layer, "q_proj") for layer in range(layers)), (-1, "model")]:
+            values = dict(zip(stats, sorted(rng.uniform(0.3, 1.0, 2)), strict=True))
+            if method in ("lora", "full"):
+                values = {"cosine": 1.0, "rel_error": 0.0}
+            rows += [dict(step=step, layer=layer, module=module, stat=s, value=v) for s, v in values.items()]
+            if layer == -1 and step == steps:
+                last = values
+    writer.add("fidelity", rows)
+    return last
 
 
 def _grads(writer: RunWriter, rng: np.random.Generator, steps: int, layers: int, method: str) -> None:

@@ -39,7 +39,9 @@ def make_config(
     )
 
 
-RECORD_ALL = dict(grads_every=EVERY, saliency_every=EVERY, memory_every=EVERY, grads_frozen=True)
+RECORD_ALL = dict(
+    grads_every=EVERY, saliency_every=EVERY, memory_every=EVERY, fidelity_every=EVERY, grads_frozen=True
+)
 
 
 class GradCapture(RecorderBase):
@@ -59,7 +61,13 @@ class GradCapture(RecorderBase):
 def all_recorders(every: int = 1) -> list:
     """Every recorder, each due at every step, frozen-weight gradients included."""
     return default_recorders(
-        RecordConfig(grads_every=every, saliency_every=every, memory_every=every, grads_frozen=True)
+        RecordConfig(
+            grads_every=every,
+            saliency_every=every,
+            memory_every=every,
+            fidelity_every=every,
+            grads_frozen=True,
+        )
     )
 
 

@@ -11,7 +11,7 @@ from workbench.data import collate, encode_example, pad_token_id
 from workbench.lm import answer_loss
 from workbench.models import load_model
 from workbench.models.anatomy import LINEAR_NAMES
-from workbench.recorders.frozen_grads import FrozenGradObserver, abs_stats
+from workbench.recorders.dense_grads import DenseGradObserver, abs_stats
 from workbench.recorders.grads import STATS, grad_label
 
 TRAINED = {
@@ -78,7 +78,7 @@ def test_frozen_observer_equals_the_dense_weight_gradient_over_micro_batches(tin
         p.requires_grad_(False)
     model.model.embed_tokens.weight.requires_grad_(True)  # something trainable below every projection
 
-    observer = FrozenGradObserver(anatomy, grad_accum=2)
+    observer = DenseGradObserver(anatomy, grad_accum=2)
     observer.start()
     for batch in micro:
         answer_loss(model, batch).backward()

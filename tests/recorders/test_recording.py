@@ -27,8 +27,11 @@ def test_cadence_is_step_one_then_every_kth():
 
 def test_record_config_switches_and_validation():
     names = [r.name for r in default_recorders(RecordConfig())]
-    assert names == ["saliency", "blocks", "rows", "grads", "memory", "timing"]  # timing last: sees the rest
-    off = RecordConfig(saliency=False, blocks=False, rows=False, grads=False, memory=False, timing=False)
+    # fidelity after grads and memory (its reference pass follows their hooks); timing last: sees the rest
+    assert names == ["saliency", "blocks", "rows", "grads", "memory", "fidelity", "timing"]
+    off = RecordConfig(
+        saliency=False, blocks=False, rows=False, grads=False, memory=False, fidelity=False, timing=False
+    )
     assert default_recorders(off) == []
     with pytest.raises(ConfigError, match="record.grads_every must be >= 1, got 0"):
         RecordConfig(grads_every=0)

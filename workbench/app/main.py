@@ -26,6 +26,7 @@ PAGES = (
     ("blocks.py", "Block allocation", ":material/view_module:", "blocks"),
     ("rows.py", "Rows", ":material/view_list:", "rows"),
     ("gradients.py", "Gradients", ":material/show_chart:", "gradients"),
+    ("fidelity.py", "Fidelity", ":material/target:", "fidelity"),
     ("memory.py", "Memory", ":material/memory:", "memory"),
     ("compare.py", "Compare", ":material/compare_arrows:", "compare"),
 )

@@ -25,6 +25,8 @@ MISSING = {
     "grads": "This run recorded no gradient statistics: runs do with record.grads on "
     "(every record.grads_every steps).",
     "memory": "This run recorded no memory: runs do with record.memory on.",
+    "fidelity": "This run recorded no gradient fidelity: runs do with record.fidelity on (every "
+    "record.fidelity_every steps) when their method declares a gradient kind.",
     "metrics": "This run recorded no metrics yet.",
     "timing": "This run recorded no timing: runs do with record.timing on.",
     "sweep": "No memory sweep among these runs: `workbench memory-sweep --method lora` makes one.",

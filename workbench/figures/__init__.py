@@ -20,6 +20,8 @@ Figure kinds and functions:
     row_importance           row_importance(rows, step)                 SPSFT importance distributions
     row_selection            row_selection(rows, step)                  SPSFT chosen rows per layer
     grad_heatmap, grad_lines grad_heatmap(grads, stat, module), grad_lines(grads, stat)
+    fidelity_heatmap/_lines  fidelity_heatmap(fidelity), fidelity_lines(fidelity)   cosine / coverage
+    fidelity_tradeoff        fidelity_tradeoff(runs_frame, x)           fidelity vs memory, frontier
     memory_steps             memory_steps(memory)                       stacked categories per step
     memory_blocks            memory_blocks(memory, step)                saved activations per block
     memory_phases            memory_phases(memory)                      peak per phase
@@ -39,6 +41,7 @@ from workbench.figures.blocks import block_grid, block_share, warmup_grads
 from workbench.figures.curves import metric_curves, time_phases
 from workbench.figures.data import downsample, label_runs, pareto_front
 from workbench.figures.export import FORMATS, export, to_bytes
+from workbench.figures.fidelity import fidelity_heatmap, fidelity_lines, fidelity_tradeoff
 from workbench.figures.gradients import grad_heatmap, grad_lines, grad_stats
 from workbench.figures.kinds import FIGURES, FigureKind, figures_for
 from workbench.figures.memory import memory_blocks, memory_phases, memory_steps, memory_sweep
@@ -61,6 +64,9 @@ __all__ = [
     "block_share",
     "downsample",
     "export",
+    "fidelity_heatmap",
+    "fidelity_lines",
+    "fidelity_tradeoff",
     "figures_for",
     "grad_heatmap",
     "grad_lines",

@@ -19,6 +19,7 @@ import pandas as pd
 from workbench.figures.blocks import block_grid, block_share, warmup_grads
 from workbench.figures.curves import metric_curves, time_phases
 from workbench.figures.data import label_runs
+from workbench.figures.fidelity import fidelity_heatmap, fidelity_lines, fidelity_tradeoff
 from workbench.figures.gradients import grad_heatmap, grad_lines
 from workbench.figures.memory import memory_blocks, memory_phases, memory_steps, memory_sweep
 from workbench.figures.rows import row_importance, row_selection
@@ -126,6 +127,26 @@ def _grad_heatmap(runs: Sequence[Any]) -> Any:
 @_kind("grad_lines", "gradient norm per module over steps", ("grads",), False)
 def _grad_lines(runs: Sequence[Any]) -> Any:
     return grad_lines(labelled(runs, "grads"), max_points=None)
+
+
+@_kind("fidelity_heatmap", "gradient fidelity (cosine / coverage) per layer over steps", ("fidelity",), False)
+def _fidelity_heatmap(runs: Sequence[Any]) -> Any:
+    return fidelity_heatmap(labelled(runs, "fidelity"), max_points=None)
+
+
+@_kind(
+    "fidelity_lines",
+    "whole-model gradient fidelity over steps (and SMT/SPSFT's oracle)",
+    ("fidelity",),
+    False,
+)
+def _fidelity_lines(runs: Sequence[Any]) -> Any:
+    return fidelity_lines(labelled(runs, "fidelity"), max_points=None)
+
+
+@_kind("fidelity_tradeoff", "gradient fidelity vs saved activations, frontier", (), False)
+def _fidelity_tradeoff(runs: Sequence[Any]) -> Any:
+    return fidelity_tradeoff(runs_frame(runs))
 
 
 @_kind("memory_steps", "logical memory per step by category, runs side by side", ("memory",), False)

@@ -1,6 +1,6 @@
 """Memory measurement: exact logical bytes (saved activations, static categories) and device peaks."""
 
-from workbench.memory.device import DevicePeaks, measure_device_peaks, reset_device_peaks
+from workbench.memory.device import DevicePeaks, measure_device_peaks, reset_device_peaks, uncounted
 from workbench.memory.saved import (
     SavedRecord,
     SavedTensorTracker,
@@ -18,6 +18,7 @@ __all__ = [
     "location_boundaries",
     "measure_device_peaks",
     "reset_device_peaks",
+    "uncounted",
     "static_bytes",
     "static_bytes_by_location",
     "track_saved_tensors",

@@ -15,6 +15,7 @@ import ctypes
 import gc
 import resource
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,16 +90,27 @@ def _nvml_used(index: int) -> tuple[int | None, str]:
         return None, f"NVML unavailable ({type(exc).__name__}: {exc})"
 
 
+# The peaks of the current window measured before an uncounted pass (`uncounted`), carried into the
+# next reading; a new window (`reset_device_peaks`) drops them.
+_CARRIED: dict[str, int] = {}
+
+
 def reset_device_peaks(device: torch.device) -> None:
     """Start a new peak window: the CUDA allocator's on a GPU, the process RSS's (`reset_rss_peak`)."""
+    _CARRIED.clear()
+    _reset_window(device)
+
+
+def _reset_window(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     reset_rss_peak()
 
 
 def measure_device_peaks(device: torch.device) -> DevicePeaks:
-    """Read the allocator peaks (CUDA), NVML device memory and the process peak RSS."""
+    """Read the allocator peaks (CUDA), NVML device memory and the process peak RSS of the window."""
     rss, category = _rss_peak()
+    rss = max(rss, _CARRIED.get("rss", 0))
     if device.type != "cuda":
         note = "CPU run: no CUDA allocator or NVML; process peak RSS only"
         if category == RSS_LIFETIME:
@@ -107,10 +119,26 @@ def measure_device_peaks(device: torch.device) -> DevicePeaks:
     index = device.index if device.index is not None else torch.cuda.current_device()
     used, note = _nvml_used(index)
     return DevicePeaks(
-        torch.cuda.max_memory_allocated(device),
-        torch.cuda.max_memory_reserved(device),
+        max(torch.cuda.max_memory_allocated(device), _CARRIED.get("allocated", 0)),
+        max(torch.cuda.max_memory_reserved(device), _CARRIED.get("reserved", 0)),
         used,
         rss,
         note,
         category,
     )
+
+
+@contextlib.contextmanager
+def uncounted(device: torch.device) -> Iterator[None]:
+    """Run a pass that the window's device peaks must not include (the fidelity recorder's reference
+    pass): the peaks so far are carried over and the window restarts after the pass. On a platform whose
+    RSS peak cannot be reset (`rss_lifetime_peak`) the pass still shows there."""
+    before = measure_device_peaks(device)
+    try:
+        yield
+    finally:
+        _reset_window(device)
+        _CARRIED["rss"] = before.process_rss_peak
+        if before.allocator_allocated is not None:
+            _CARRIED["allocated"] = before.allocator_allocated
+            _CARRIED["reserved"] = before.allocator_reserved or 0

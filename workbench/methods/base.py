@@ -126,6 +126,11 @@ class Method(Protocol):
     table_options: ClassVar[tuple[str, ...]]  # options worth a column in run tables (others: hover, details)
     color: ClassVar[str]  # its colour in every figure and the app (hex)
     tiny_options: ClassVar[dict[str, Any]]  # small options for the tiny-model tests (fast selection phases)
+    # how its gradient relates to the dense one (GRADIENT_KINDS; optional: without it the fidelity
+    # recorder has nothing to compare and says so): "exact" (LoRA, full: it is the dense gradient of its
+    # parameters), "approximate" (SAGE, TokenTune, VeLoRA: compared with a pass under
+    # `reference_context`), "selected" (SMT, SPSFT: chosen parts of dense matrices, `selection()`)
+    gradient: ClassVar[str]
 
     options: Any  # this instance's options, an `options_class`
 
@@ -147,6 +152,10 @@ class Method(Protocol):
 
     def generators(self) -> list[torch.Generator]:
         """The random generators its training draws from (probe forwards restore their states)."""
+
+    def reference_context(self) -> AbstractContextManager[None]:
+        """Context under which a forward + backward *outside* `forward_context` gives the exact dense
+        gradient of the trainable parameters (an "approximate" method's reference; optional)."""
 
     def resolved_options(self) -> dict[str, Any]:
         """What its options came to on this model once prepared, where that is not the option itself
@@ -174,6 +183,9 @@ class MethodDefaults:
 
     def generators(self) -> list[torch.Generator]:
         return []
+
+    def reference_context(self) -> AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def resolved_options(self) -> dict[str, Any]:
         return {}
@@ -237,6 +249,21 @@ def unswap_linears(anatomy: ModelAnatomy, swapped: dict[tuple[int, str], Any]) -
 
 
 # ---- what a method needs of the model ---------------------------------------------------------------
+
+
+GRADIENT_KINDS = ("exact", "approximate", "selected")  # Method.gradient
+
+
+def gradient_kind(method: Method | type) -> str | None:
+    """How a method's gradient relates to the dense one (`Method.gradient`), None when it does not say."""
+    cls = method if isinstance(method, type) else type(method)
+    return getattr(cls, "gradient", None)
+
+
+def reference_context(method: Method) -> AbstractContextManager[None]:
+    """The method's `reference_context()`, or none (a forward outside `forward_context` is dense)."""
+    make = getattr(method, "reference_context", None)
+    return make() if make is not None else contextlib.nullcontext()
 
 
 def requirements(method: Method | type) -> tuple[str, ...]:

@@ -76,6 +76,11 @@ def register_method(cls: type[Any]) -> type[Any]:
     unknown_features = [f for f in base.requirements(cls) if f not in LLAMA_LAYOUT]
     if not isinstance(base.requirements(cls), tuple) or unknown_features:
         raise TypeError(f"{cls.__name__}.requires must be a tuple of {', '.join(LLAMA_LAYOUT)}")
+    kind = base.gradient_kind(cls)
+    if kind is not None and kind not in base.GRADIENT_KINDS:
+        raise TypeError(
+            f"{cls.__name__}.gradient must be one of {', '.join(base.GRADIENT_KINDS)}, got {kind!r}"
+        )
     fields = typing.get_type_hints(options)
     unknown = [key for key in (*cls.table_options, *cls.tiny_options) if key not in fields]
     if unknown:

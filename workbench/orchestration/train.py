@@ -133,7 +133,7 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
                     seconds["forward"] += t1 - t0
                     seconds["backward"] += time.perf_counter() - t1
                     total_loss += loss.item()
-                    recording.micro_batch_end(step)
+                    recording.micro_batch_end(step, batch)
             if not math.isfinite(total_loss):
                 raise RunStopped(
                     f"loss became {total_loss} at step {step}: the run was stopped (try a lower lr)"

@@ -1,7 +1,8 @@
 """Recorders: observers of a run that write rows to the store (base.py: the contract).
 
 One recorder per module: saliency (tokens, SAGE / TokenTune or observed), blocks (SMT), rows (SPSFT),
-grads (every method; frozen_grads.py for frozen dense weights), memory, timing. `Recording`
+grads (every method; dense_grads.py for frozen dense weights), memory, fidelity (the gradient against
+the dense one, selection drift), timing. `Recording`
 (recording.py) is the loop's single handle on them.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from workbench.config import RecordConfig
 from workbench.recorders.base import NEVER, Recorder, RecorderBase, RecordingSession, StepInfo, due
 from workbench.recorders.blocks import BlockRecorder
+from workbench.recorders.fidelity import FidelityRecorder
 from workbench.recorders.grads import GradRecorder
 from workbench.recorders.memory import MemoryRecorder
 from workbench.recorders.recording import Recording
@@ -20,6 +22,7 @@ from workbench.recorders.timing import TimingRecorder
 __all__ = [
     "NEVER",
     "BlockRecorder",
+    "FidelityRecorder",
     "GradRecorder",
     "MemoryRecorder",
     "Recorder",
@@ -52,6 +55,8 @@ def default_recorders(config: RecordConfig) -> list[Recorder]:
         recorders.append(GradRecorder(every=config.grads_every, frozen=config.grads_frozen))
     if config.memory:
         recorders.append(MemoryRecorder(every=config.memory_every))
+    if config.fidelity:  # after grads and memory: its reference pass follows their step hooks
+        recorders.append(FidelityRecorder(every=config.fidelity_every, probe_examples=config.probe_examples))
     if config.timing:
         recorders.append(TimingRecorder())
     return recorders

@@ -12,7 +12,7 @@ these hooks on each of them, in list order:
     on_prepared()                          once, after method.prepare() and the optimizer exist
     per optimizer step:
       on_step_start(step)                  before the step's first forward
-      on_micro_batch_end(step)             after each micro-batch's backward
+      on_micro_batch_end(step, batch)      after each micro-batch's backward (the batch it trained on)
       on_backward_end(step)                gradients complete, before clipping and the optimizer step
       on_step_end(info)                    after the optimizer step, before the gradients are zeroed
     summary()                              values merged into the run's manifest summary
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from torch import nn
 
+from workbench.data.batch import Batch
 from workbench.methods.base import HeldTensor, Method
 from workbench.models.anatomy import ModelAnatomy
 
@@ -94,7 +95,7 @@ class Recorder(Protocol):
 
     def on_step_start(self, step: int) -> None: ...
 
-    def on_micro_batch_end(self, step: int) -> None: ...
+    def on_micro_batch_end(self, step: int, batch: Batch) -> None: ...
 
     def on_backward_end(self, step: int) -> None: ...
 
@@ -143,7 +144,7 @@ class RecorderBase:
     def on_step_start(self, step: int) -> None:
         pass
 
-    def on_micro_batch_end(self, step: int) -> None:
+    def on_micro_batch_end(self, step: int, batch: Batch) -> None:
         pass
 
     def on_backward_end(self, step: int) -> None:

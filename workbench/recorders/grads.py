@@ -7,7 +7,7 @@ for each group of trainable parameters with the same (layer, module) label: medi
 model anatomy (q_proj ... down_proj, input_layernorm, embed_tokens, norm), plus what trains there when it
 is not the dense weight: "q_proj.lora_A" / "q_proj.lora_B" (LoRA, SAGE), "v_proj.blocks" (SMT's
 blocks), "down_proj.weight_f" (SPSFT's W_f), "q_proj.bias". Full fine-tuning's dense weights are plain
-"q_proj", as are the frozen dense weights observed with `frozen=True` (frozen_grads.py).
+"q_proj", as are the frozen dense weights observed with `frozen=True` (dense_grads.py).
 
 Table grads: step, layer (-1 outside the blocks), module, stat (median | mean | max | norm), value,
 phase "train". All statistics of a step are computed on the device and copied to the host at once.
@@ -19,9 +19,10 @@ from collections import defaultdict
 
 import torch
 
+from workbench.data.batch import Batch
 from workbench.memory import locate
 from workbench.recorders.base import RecorderBase
-from workbench.recorders.frozen_grads import FrozenGradObserver, abs_stats
+from workbench.recorders.dense_grads import DenseGradObserver, abs_stats
 
 STATS = ("median", "mean", "max", "norm")  # the order of abs_stats
 _NOT_A_PART = frozenset({"default", "weight", "base_layer"})  # peft's adapter name, the dense weight
@@ -51,7 +52,7 @@ class GradRecorder(RecorderBase):
         super().__init__(every)
         self.frozen = frozen
         self.groups: dict[tuple[int, str], list[torch.Tensor]] = {}  # label -> parameters
-        self._observer: FrozenGradObserver | None = None
+        self._observer: DenseGradObserver | None = None
         self._observing = False
 
     def on_prepared(self) -> None:
@@ -60,14 +61,14 @@ class GradRecorder(RecorderBase):
             groups[grad_label(name)].append(param)
         self.groups = dict(sorted(groups.items()))
         if self.frozen:
-            self._observer = FrozenGradObserver(self.session.anatomy, self.session.grad_accum)
+            self._observer = DenseGradObserver(self.session.anatomy, self.session.grad_accum)
 
     def on_step_start(self, step: int) -> None:
         self._observing = self._observer is not None and self.due(step)
         if self._observing:
             self._observer.start()
 
-    def on_micro_batch_end(self, step: int) -> None:
+    def on_micro_batch_end(self, step: int, batch: Batch) -> None:
         if self._observing:
             self._observer.micro_batch_end()
 

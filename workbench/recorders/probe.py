@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from workbench.data import Batch, collate, encode_example, pad_token_id
-from workbench.methods.base import Method
+from workbench.lm import answer_logits
+from workbench.methods.base import Method, TokenSelection
 from workbench.recorders.base import RecordingSession
 
 
@@ -59,3 +60,16 @@ def probe_forward(model: nn.Module, method: Method, device: torch.device) -> Ite
             module.training = mode
         for generator, state in generators:
             generator.set_state(state)
+
+
+def method_token_selection(session: RecordingSession, batch: Batch) -> list[TokenSelection]:
+    """The method's own training-mode token choice on `batch` (SAGE, TokenTune), under `probe_forward`:
+    nothing updated, random streams restored; empty for methods that select no tokens."""
+    with probe_forward(session.model, session.method, session.device), session.method.forward_context(batch):
+        answer_logits(session.model, batch)
+    shape = tuple(batch.input_ids.shape)
+    return [
+        sel
+        for sel in session.method.selection()
+        if isinstance(sel, TokenSelection) and sel.selected.shape == shape
+    ]

@@ -10,7 +10,7 @@ while its records are silently lost. Usage, as in workbench/train.py:
         method.prepare(ctx)                       # ctx.phase = recording.phase, ctx.phase_step likewise
         recording.prepared()
         with recording.step(step):
-            ...forward / backward per micro-batch...; recording.micro_batch_end(step)
+            ...forward / backward per micro-batch...; recording.micro_batch_end(step, batch)
         recording.backward_end(step)
         ...clip, optimizer step...
         recording.step_end(info)
@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from workbench.data.batch import Batch
 from workbench.errors import RunStopped
 from workbench.methods.base import HeldTensor
 from workbench.recorders.base import Recorder, RecordingSession, StepInfo
@@ -123,8 +124,8 @@ class Recording:
         self._call("on_step_start", step, where=f"at the start of step {step}")
         yield
 
-    def micro_batch_end(self, step: int) -> None:
-        self._call("on_micro_batch_end", step, where=f"after a micro-batch of step {step}")
+    def micro_batch_end(self, step: int, batch: Batch) -> None:
+        self._call("on_micro_batch_end", step, batch, where=f"after a micro-batch of step {step}")
 
     def backward_end(self, step: int) -> None:
         self._call("on_backward_end", step, where=f"after the backward of step {step}")

@@ -27,7 +27,7 @@ from workbench.lm import answer_logits
 from workbench.methods.base import TokenSelection
 from workbench.models.anatomy import LLAMA_LAYOUT
 from workbench.recorders.base import RecorderBase, RecordingSession
-from workbench.recorders.probe import Probe, build_probe, probe_forward
+from workbench.recorders.probe import Probe, build_probe, method_token_selection, probe_forward
 
 BUDGET_METRIC = "saliency.p.block"  # metrics name prefix of the per-block budget p; the block index follows
 
@@ -86,15 +86,7 @@ class SaliencyRecorder(RecorderBase):
 
     def _method_selection(self) -> list[TokenSelection]:
         """The method's own choice for the probe batch (empty for methods that select no tokens)."""
-        s, batch = self.session, self.probe.batch
-        with probe_forward(s.model, s.method, s.device), s.method.forward_context(batch):
-            answer_logits(s.model, batch)
-        shape = tuple(batch.input_ids.shape)
-        return [
-            sel
-            for sel in s.method.selection()
-            if isinstance(sel, TokenSelection) and sel.selected.shape == shape
-        ]
+        return method_token_selection(self.session, self.probe.batch)
 
     def _observed_selection(self) -> list[TokenSelection]:
         """What SAGE (default tau, n_min) would choose in each block during a dense probe forward."""

@@ -127,6 +127,10 @@ TABLES: dict[str, pa.Schema] = {
     ),
     # row selection (SPSFT): one row per output row of a target matrix
     "rows": pa.schema([STEP, LAYER, MODULE, _req("row", pa.int64()), SCORE, SELECTED]),
+    # gradient fidelity (recorders/fidelity.py): stat cosine | rel_error (approximate gradients vs a
+    # dense reference pass), coverage | oracle_coverage (SMT blocks, SPSFT rows: share of the dense
+    # gradient's squared norm), jaccard (selection drift); layer -1 / module "model": the whole model
+    "fidelity": pa.schema([STEP, LAYER, MODULE, _req("stat", pa.string()), _req("value", pa.float64())]),
     # per-example scoring of each evaluation: paired tests of two runs scored on the same examples
     "predictions": pa.schema(
         [

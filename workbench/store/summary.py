@@ -69,6 +69,8 @@ COLUMNS = [
     "device_bytes",
     "rss_bytes",
     "selection_peak_bytes",  # the selection phases' largest total logical memory (SMT, SPSFT)
+    "fidelity",  # the gradient's fidelity at the last recorded step: cosine, or coverage (SMT, SPSFT)
+    "fidelity_stat",  # which of the two
     "step_seconds",
     "trainable_parameters",
     "created",
@@ -190,7 +192,19 @@ def run_record(run: Any) -> dict[str, Any]:
     for source in MEMORY_SOURCES:
         record[f"{source}_bytes"] = memory_bytes(summary, source)
     record["selection_peak_bytes"] = selection_peak_bytes(summary)
+    record["fidelity_stat"], record["fidelity"] = headline_fidelity(summary)
     return record
+
+
+def headline_fidelity(summary: dict[str, Any]) -> tuple[str | None, float | None]:
+    """(stat, value) of the run's whole-model fidelity at its last recorded step (recorders/fidelity.py):
+    cosine for approximate and exact gradients, coverage for SMT / SPSFT; (None, None) without one."""
+    last = summary.get("fidelity_last")
+    if isinstance(last, dict):
+        for stat in ("cosine", "coverage"):
+            if stat in last:
+                return stat, _number(last[stat])
+    return None, None
 
 
 def score_label(frame: Any) -> str:
@@ -235,7 +249,7 @@ def runs_frame(runs: Sequence[Any]) -> pd.DataFrame:
 
     frame = pd.DataFrame.from_records(run_records(runs), columns=COLUMNS)
     numeric = ("seed", "accuracy", "accuracy_low", "accuracy_high", "accuracy_before", "step_seconds")
-    for column in (*numeric, "trainable_parameters", "steps", "selection_peak_bytes"):
+    for column in (*numeric, "trainable_parameters", "steps", "selection_peak_bytes", "fidelity"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     for source in MEMORY_SOURCES:
         frame[f"{source}_bytes"] = pd.to_numeric(frame[f"{source}_bytes"], errors="coerce")

@@ -1,4 +1,5 @@
-"""Trade-offs: memory vs accuracy (by memory source) and step time vs accuracy, Pareto frontiers drawn.
+"""Trade-offs: memory vs accuracy (by memory source), step time vs accuracy and gradient fidelity vs
+memory, Pareto frontiers drawn.
 
 Selecting a point picks its run and opens it on the Runs page.
 """
@@ -9,7 +10,7 @@ import streamlit as st
 
 from workbench.app.context import OPEN_RUN_KEY, current, pick_run
 from workbench.app.widgets import require_runs, show_figure
-from workbench.figures import tradeoff
+from workbench.figures import fidelity_tradeoff, tradeoff
 from workbench.store.summary import MEMORY_SOURCES
 
 SOURCE_KEY = "memory_source"
@@ -21,7 +22,7 @@ SOURCE_MEANING = {
     "device": "GPU memory used by every process on the device, read by NVML (GPU runs only)",
     "rss": "this run's peak resident memory of the process in a recorded step, weights and Python included",
 }
-CHART_KEYS = ("tradeoff_memory", "tradeoff_time")
+CHART_KEYS = ("tradeoff_memory", "tradeoff_time", "tradeoff_fidelity")
 
 
 def selected_run_id(event: object) -> str | None:
@@ -92,6 +93,17 @@ def render() -> None:
         tradeoff(ctx.visible, "step_time", labels=labels),
         CHART_KEYS[1],
         on_select=_open_selected(CHART_KEYS[1]),
+    )
+    st.subheader("Gradient fidelity vs memory")
+    st.caption(
+        "y: each configuration's gradient fidelity at its last recorded step (cosine to the dense "
+        "gradient; SMT / SPSFT: the share of the dense gradient in their chosen blocks / rows), mean over "
+        "seeds; x: the memory source above. The Fidelity page shows it per layer over steps."
+    )
+    show_figure(
+        fidelity_tradeoff(ctx.visible, source or "total_logical"),
+        CHART_KEYS[2],
+        on_select=_open_selected(CHART_KEYS[2]),
     )
 
 

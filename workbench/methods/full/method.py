@@ -26,6 +26,7 @@ class FullFineTuning(MethodDefaults):
     default_lr = 2e-5
     options_class = FullOptions
     requires = ()  # any causal LM
+    gradient = "exact"
     table_options = ()
     color = "#000000"
     tiny_options: dict = {}

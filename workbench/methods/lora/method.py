@@ -97,6 +97,7 @@ class LoRA(LoraAdapterMixin, MethodDefaults):
     default_lr = 2e-4
     options_class = LoraOptions
     requires = ()  # any causal LM peft supports (see lora_targets)
+    gradient = "exact"
     table_options = ("r", "targets")
     color = "#0072B2"
     tiny_options = {"r": 4, "dropout": 0.1}  # dropout: recorders must not disturb the RNG stream

@@ -54,6 +54,7 @@ class SMT(MethodDefaults):
     default_lr = 1e-4
     options_class = SMTOptions
     requires = (PROJECTIONS,)  # the q/k/v/o and MLP Linear layers by name
+    gradient = "selected"  # the chosen blocks' gradient is the dense one restricted to them
     table_options = ("budget", "targets", "selection")
     color = "#009E73"
     tiny_options = {"warmup_steps": 2, "block_size": 16, "budget_blocks": 6}

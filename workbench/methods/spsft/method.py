@@ -34,6 +34,7 @@ class SPSFT(MethodDefaults):
     default_lr = 2e-5  # the paper's Llama setting (LoRA 1e-4 there), linear decay after 3% warm-up
     options_class = SPSFTOptions
     requires = (PROJECTIONS,)  # the q/k/v/o and MLP Linear layers by name
+    gradient = "selected"  # the chosen rows' gradient is the dense one restricted to them
     table_options = ("rank", "ratio", "importance")
     color = "#CC79A7"
     tiny_options = {"rank": 4, "importance": "taylor", "importance_batches": 2}

@@ -84,6 +84,7 @@ class TokenSparseMethod:
 
     name: ClassVar[str]
     requires = LLAMA_LAYOUT  # the sparse block re-runs the whole decoder layer
+    gradient = "approximate"  # only kept tokens carry gradient; a forward outside forward_context is dense
     default_lr = LoRA.default_lr  # an instance takes its base's (2e-4 for LoRA, 2e-5 for full training)
 
     def __init__(self, options: TokenSparseOptions, selector: SelectorFactory, align_layers: int = 0) -> None:

@@ -7,6 +7,8 @@ exact. Save, restore and merge are LoRA's (the merged weight is W + (alpha / r) 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from workbench.methods.lora import LoRA
@@ -24,6 +26,7 @@ class VeLoRA(LoRA):
     options_class = VeloraOptions
     table_options = ("r", "num_groups", "init_type")
     color = "#56B4E9"
+    gradient = "approximate"  # lora_A's weight gradient from compressed inputs
     tiny_options = {"r": 4, "num_groups": 8}
 
     options: VeloraOptions
@@ -33,3 +36,19 @@ class VeLoRA(LoRA):
 
     def peft_variant(self) -> dict[str, Any]:
         return {"velora_config": self.options.peft_config()}
+
+    @contextlib.contextmanager
+    def reference_context(self) -> Iterator[None]:
+        """Plain LoRA: peft's layers run vanilla LoRA for an adapter without a variant, so the VeLoRA
+        variant is taken off every layer inside (its projection state untouched) and put back after."""
+        removed = []
+        for module in self.peft_model.modules() if self.peft_model is not None else ():
+            variants = getattr(module, "lora_variant", None)
+            if isinstance(variants, dict):
+                removed.append((module, dict(variants)))
+                variants.clear()
+        try:
+            yield
+        finally:
+            for module, variants in removed:
+                module.lora_variant.update(variants)

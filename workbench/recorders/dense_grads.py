@@ -1,4 +1,5 @@
-"""Gradients of frozen dense projections, seen through output-gradient hooks (opt-in: record.grads_frozen).
+"""Gradients of dense projections, seen through output-gradient hooks: of the frozen ones for the
+gradient statistics (opt-in: record.grads_frozen), of SMT's and SPSFT's targets for the fidelity recorder.
 
 The SMT paper's Fig. 3 compares the median |dL/dW| of Q, K and V per layer, which a LoRA, SAGE or SMT run
 never computes: their dense weights are frozen. How the figure is obtained here, exactly: for a
@@ -7,7 +8,8 @@ forward hook on the projection (whatever module sits there: nn.Linear, a peft Lo
 SPSFT's wrapper; each passes its output gradient straight to the dense weight) keeps the call's input x
 and puts a tensor hook on its output. When backward delivers g, the hook forms dW (out, in) in fp32 from
 g and x, adds it to the step's sum and, once the last call of the last micro-batch has delivered, reduces
-the sum to |dW| statistics and frees it, so only one dW matrix lives at a time (for grad_accum = 1).
+the sum (to |dW| statistics by default; the observer's `reduce`) and frees it, so only one dW matrix
+lives at a time (for grad_accum = 1).
 Under SAGE only the selected tokens carry g, which is the gradient a SAGE run with that weight
 trainable would get.
 
@@ -21,7 +23,7 @@ same step do.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -48,36 +50,57 @@ def dense_weight(module: nn.Module) -> torch.Tensor | None:
     return weight if isinstance(weight, torch.Tensor) else None
 
 
-class FrozenGradObserver:
-    """|dL/dW| statistics of the frozen dense projections during one step (see the module docstring)."""
+def _abs_stats(key: Key, dw: torch.Tensor) -> torch.Tensor:
+    return abs_stats([dw])
 
-    def __init__(self, anatomy: ModelAnatomy, grad_accum: int) -> None:
+
+class DenseGradObserver:
+    """dL/dW of dense projections during one step, each reduced once complete (module docstring).
+
+    `keys`: the (block, projection) pairs to observe (default: every frozen dense projection);
+    `reduce(key, dW)`: what is kept of the complete (out, in) fp32 gradient (default: |dW| statistics,
+    `abs_stats`).
+    """
+
+    def __init__(
+        self,
+        anatomy: ModelAnatomy,
+        grad_accum: int,
+        keys: Iterable[Key] | None = None,
+        reduce: Callable[[Key, torch.Tensor], Any] = _abs_stats,
+    ) -> None:
         self.anatomy = anatomy
         self.grad_accum = grad_accum
+        self.keys = set(keys) if keys is not None else None
+        self.reduce = reduce
         self.micro = 0  # micro-batch of the step whose backward is running
-        self.stats: dict[Key, torch.Tensor] = {}  # finished (4,) statistics
+        self.stats: dict[Key, Any] = {}  # finished reductions
         self._sums: dict[Key, torch.Tensor] = {}  # dW summed so far, (out, in) fp32
         self._pending: dict[Key, int] = {}  # calls of this micro-batch whose gradient has not arrived
         self._handles: list[Any] = []
 
     def start(self) -> None:
-        """Hook every frozen projection for the coming step."""
+        """Hook the observed projections for the coming step."""
         self.micro, self.stats, self._sums, self._pending = 0, {}, {}, {}
         for block in self.anatomy.blocks:
             for name in LINEAR_NAMES:
                 module = getattr(block.parent_of(name), name, None)
                 weight = dense_weight(module) if module is not None else None
-                if weight is not None and not weight.requires_grad:
-                    self._handles.append(module.register_forward_hook(self._on_forward((block.index, name))))
+                if weight is None:
+                    continue
+                key = (block.index, name)
+                wanted = key in self.keys if self.keys is not None else not weight.requires_grad
+                if wanted:
+                    self._handles.append(module.register_forward_hook(self._on_forward(key)))
 
     def micro_batch_end(self) -> None:
         self.micro += 1
 
-    def finish(self) -> dict[Key, torch.Tensor]:
-        """Remove the hooks and return the statistics of the step, {(block, name): (4,) tensor}."""
+    def finish(self) -> dict[Key, Any]:
+        """Remove the hooks and return the reductions of the step, {(block, name): reduce(key, dW)}."""
         self.stop()
         for key in list(self._sums):  # calls whose gradient never arrived (output unused): what came
-            self.stats[key] = abs_stats([self._sums.pop(key)])
+            self.stats[key] = self.reduce(key, self._sums.pop(key))
         return self.stats
 
     def stop(self) -> None:
@@ -100,5 +123,5 @@ class FrozenGradObserver:
         self._sums[key] = self._sums[key] + dw if key in self._sums else dw
         self._pending[key] -= 1
         if self._pending[key] == 0 and self.micro == self.grad_accum - 1:
-            self.stats[key] = abs_stats([self._sums.pop(key)])
+            self.stats[key] = self.reduce(key, self._sums.pop(key))
         # returns None: the gradient flows on unchanged
