@@ -47,8 +47,13 @@ def fidelity_heatmap(fidelity: pd.DataFrame, *, max_points: int | None = 400) ->
     label = _label(df)
     data = df.groupby(["run", "step", "layer"])["value"].mean().reset_index()
     data, thinned = downsample(data, "step", "value", ["run", "layer"], max_points=max_points)
+    # the recorded steps side by side (every 10th step would otherwise be a thin stripe among gaps)
+    steps = sorted(data["step"].unique())
+    data["recorded"] = data["step"].map({step: i for i, step in enumerate(steps)})
+    data["step_label"] = data["step"].map(lambda s: f"{s:g}")
     spec = HeatmapSpec(
-        x="step",
+        x="recorded",
+        x_text="step_label",
         y="layer",
         z="value",
         facet="run",
