@@ -61,6 +61,13 @@ SAMPLES: dict[str, dict[str, list[Any]]] = {
         "score": [2.5],
         "selected": [True],
     },
+    "fidelity": {
+        "step": [1, 1],
+        "layer": [3, -1],
+        "module": ["q_proj.lora_A", "model"],
+        "stat": ["cosine", "cosine"],
+        "value": [0.91, 0.94],
+    },
     "predictions": {
         "step": [0, 0],
         "example": [0, 1],
