@@ -65,8 +65,12 @@ def _rss_peak() -> tuple[int, str]:
 def reset_rss_peak() -> bool:
     """Start a new RSS peak window: free what Python and the C heap hold but no longer use, then reset
     the kernel's high-water mark to the current RSS. False where the platform cannot (the peak then
-    stays the process's lifetime peak)."""
-    gc.collect()
+    stays the process's lifetime peak).
+
+    Only the young generations are collected: what a step leaves as cyclic garbage is young, and a full
+    collection over a loaded model's objects took 0.13 s, 12% of a SmolLM2 step, on every recorded step.
+    """
+    gc.collect(1)
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc keeps freed pages resident otherwise
     try:
