@@ -12,6 +12,7 @@ Paper-figure scripts (analyses/) build their grids on the same sizes, so their r
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import subprocess
@@ -46,6 +47,31 @@ class StudySize:
     seeds: int = 3  # seeds of every method (train.seed 0 ... seeds-1); the variants run the first only
 
 
+# the default model on this 2-core CPU machine: ~1.5 s a step, ~30 s per 100 eval examples; 200 of
+# polarity's 800 held-out examples per run (a 95% interval of about +-5.5 points at 84%) and 3 seeds
+# keep the study near 45 minutes (the evaluation before training is scored once per seed)
+_DEFAULT = StudySize(
+    model="smollm2-135m",
+    task="polarity",
+    train={"steps": 30, "batch_size": 8, "max_length": 128, "eval_examples": 200, "eval_batch_size": 16},
+    record={"saliency_every": 10, "grads_every": 10},
+    # 30 steps are few: the LoRA-based methods (one adapter, one lr) at 2.5x LoRA's default 2e-4 move
+    # accuracy above the base model's (80% -> 84% on these 100 examples; at 2e-4 it stays at 80%)
+    methods={
+        "lora": {"train": {"lr": 5e-4}},
+        "velora": {"train": {"lr": 5e-4}},
+        "sage": {"train": {"lr": 5e-4}},
+        "tokentune": {"train": {"lr": 5e-4}},
+        "smt": {"warmup_steps": 10},
+    },
+    note=(
+        "30 steps of batch 8, 200 eval examples before and after per run, 3 seeds per method, LoRA / "
+        "VeLoRA / SAGE / TokenTune at lr 5e-4, the others at their default lr: about 45 min on 2 "
+        "quiet CPU cores"
+    ),
+)
+
+
 STUDY_SIZES: dict[str, StudySize] = {
     # seconds on tiny-llama (random weights: accuracy means nothing); used by the tests
     "smoke": StudySize(
@@ -57,44 +83,13 @@ STUDY_SIZES: dict[str, StudySize] = {
         note="2 steps of batch 4, 8 eval examples per run",
         seeds=2,
     ),
-    # the default model on this 2-core CPU machine: ~1.5 s a step, ~30 s per 100 eval examples; 200 of
-    # polarity's 800 held-out examples per run (a 95% interval of about +-5.5 points at 84%) and 3 seeds
-    # keep the study near 45 minutes (the evaluation before training is scored once per seed)
-    "default": StudySize(
-        model="smollm2-135m",
-        task="polarity",
-        train={"steps": 30, "batch_size": 8, "max_length": 128, "eval_examples": 200, "eval_batch_size": 16},
-        record={"saliency_every": 10, "grads_every": 10},
-        # 30 steps are few: the LoRA-based methods (one adapter, one lr) at 2.5x LoRA's default 2e-4 move
-        # accuracy above the base model's (80% -> 84% on these 100 examples; at 2e-4 it stays at 80%)
-        methods={
-            "lora": {"train": {"lr": 5e-4}},
-            "velora": {"train": {"lr": 5e-4}},
-            "sage": {"train": {"lr": 5e-4}},
-            "tokentune": {"train": {"lr": 5e-4}},
-            "smt": {"warmup_steps": 10},
-        },
-        note=(
-            "30 steps of batch 8, 200 eval examples before and after per run, 3 seeds per method, LoRA / "
-            "VeLoRA / SAGE / TokenTune at lr 5e-4, the others at their default lr: about 45 min on 2 "
-            "quiet CPU cores"
-        ),
-    ),
+    "default": _DEFAULT,
     # the generative regime at the default size: verb conjugation (answers of about 13 tokens: every
     # answer position is an output row of SAGE's saliency), scored by exact match of a greedy generation
     # on 200 held-out verbs (a 95% interval of about +-7 points at 50%); 2 seeds keep it near 35 minutes
-    "generative": StudySize(
-        model="smollm2-135m",
+    "generative": dataclasses.replace(
+        _DEFAULT,
         task="verb_forms",
-        train={"steps": 30, "batch_size": 8, "max_length": 128, "eval_examples": 200, "eval_batch_size": 16},
-        record={"saliency_every": 10, "grads_every": 10},
-        methods={
-            "lora": {"train": {"lr": 5e-4}},
-            "velora": {"train": {"lr": 5e-4}},
-            "sage": {"train": {"lr": 5e-4}},
-            "tokentune": {"train": {"lr": 5e-4}},
-            "smt": {"warmup_steps": 10},
-        },
         note=(
             "30 steps of batch 8 on verb_forms, exact match on 200 held-out verbs before and after per run, "
             "2 seeds per method, the default size's learning rates: about 35 min on 2 CPU cores"
