@@ -148,9 +148,9 @@ def _corrupt_manifests() -> dict[str, tuple[str, str]]:
             json.dumps({**good, "schema_version": 99}),
             "schema_version 99 .written by a newer",
         ),
-        "bad-status": (json.dumps({**good, "status": "exploded"}), "status 'exploded'"),
-        "bad-pid": (json.dumps({**good, "pid": "12"}), "'pid' must be int"),
-        "bad-config": (json.dumps({**good, "config": []}), "'config' must be dict"),
+        "bad-status": (json.dumps({**good, "status": "exploded"}), "status must be one of .*got 'exploded'"),
+        "bad-pid": (json.dumps({**good, "pid": "12"}), "pid must be an integer, got '12'"),
+        "bad-config": (json.dumps({**good, "config": []}), "config must be an object, got \\[\\]"),
     }
 
 

@@ -40,10 +40,18 @@ def _stat_key(path: str) -> tuple[int, int]:
     return (stat.st_mtime_ns, stat.st_size)
 
 
+def _is_dir(entry: os.DirEntry) -> bool:
+    """A directory, or an entry that cannot be followed (a link loop: listed, with its error)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return True
+
+
 def dir_signature(runs_dir: str) -> tuple:
     """What changes when a run is added, removed or its manifest rewritten (one stat per run)."""
     try:
-        children = sorted(e.name for e in os.scandir(runs_dir) if e.is_dir() and not e.name.startswith("."))
+        children = sorted(e.name for e in os.scandir(runs_dir) if not e.name.startswith(".") and _is_dir(e))
     except OSError:
         return ()
     return tuple((name, _stat_key(os.path.join(runs_dir, name, "manifest.json"))) for name in children)

@@ -33,6 +33,7 @@ from workbench.data import Batch, collate, encode_example, pad_token_id
 from workbench.data.batch import IGNORE_INDEX
 from workbench.memory.point import measure_point
 from workbench.orchestration.assembly import prepare_method, setup_run, train_stream
+from workbench.orchestration.signals import raise_if_stopped, stop_on_signals
 from workbench.store import RunWriter, environment_info
 from workbench.validation import require
 
@@ -72,7 +73,7 @@ def run_memory_sweep(
         config=memory_sweep_config(config, lengths, batch_sizes, synthetic=synthetic, cap_bytes=cap_bytes),
         environment={**environment_info(setup.device), "inputs": setup.inputs},
     )
-    with writer:
+    with stop_on_signals(), writer:
         torch.manual_seed(cfg.seed)
         make = (
             _synthetic_batch(model.config.vocab_size, cfg.seed) if synthetic else _task_batch(setup.task, tok)
@@ -89,6 +90,7 @@ def run_memory_sweep(
         counts = {"ok": 0, "oom": 0}
         largest = 0
         for length, batch_size in tqdm(points, desc=f"memory sweep {config.method}", disable=not progress):
+            raise_if_stopped()
             batch = make(length, batch_size).to(setup.device)
             measured = measure_point(model, setup.method, batch, setup.device, cap_bytes)
             counts["oom" if measured is None else "ok"] += 1

@@ -32,6 +32,7 @@ import torch
 
 from workbench.config import RunConfig
 from workbench.errors import ConfigError
+from workbench.orchestration.signals import stop_on_signals
 from workbench.provenance import json_digest
 
 KIND = "timing-pass"
@@ -170,7 +171,7 @@ def run_timing_pass(
         runs_dir, name=f"timing pass ({len(configs)} configurations)", config=config,
         environment=environment_info(resolve_device(first.train.device)),
     )  # fmt: skip
-    with writer, torch_threads(threads):
+    with stop_on_signals(), writer, torch_threads(threads):
         steps = prepared_steps(configs, baseline, progress)
         for step in steps.values():  # one untimed step each: first-call costs (allocation, caches)
             step()

@@ -27,6 +27,7 @@ from workbench.data import Example, evaluate
 from workbench.errors import RunStopped, StoreError
 from workbench.lm import answer_loss
 from workbench.orchestration.assembly import Setup, prepare_method, setup_run, train_stream
+from workbench.orchestration.signals import raise_if_stopped, stop_on_signals
 from workbench.recorders import Recording, RecordingSession, StepInfo, default_recorders
 from workbench.schedule import warmup_linear_decay
 from workbench.stats import wilson_interval
@@ -56,7 +57,7 @@ def train(config: RunConfig, *, progress: bool = True, recorders: list | None = 
         config=config.to_dict(),
         environment={**environment_info(setup.device), "inputs": setup.inputs},
     )
-    with writer:
+    with stop_on_signals(), writer:
         summary = _run(setup, writer, Recording(recorders), progress)
         writer.update_summary(**summary)
         writer.finish("completed")
@@ -120,6 +121,7 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
         accuracies, step_seconds = [accuracy_before], []
         bar = tqdm(range(1, cfg.steps + 1), desc=f"{setup.config.method} training", disable=not progress)
         for step in bar:
+            raise_if_stopped()
             seconds = {"forward": 0.0, "backward": 0.0}
             total_loss = 0.0
             with recording.step(step):

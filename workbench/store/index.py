@@ -16,6 +16,7 @@ from pathlib import Path
 
 from workbench.errors import StoreError
 from workbench.store.reader import RunReader
+from workbench.store.safe_read import inside
 from workbench.store.schema import is_valid_run_id
 
 
@@ -40,13 +41,15 @@ class RunEntry:
 def list_runs(runs_dir: str | os.PathLike[str]) -> list[RunEntry]:
     """Every run directory in `runs_dir`, oldest first; unreadable ones come last with their error.
 
-    Hidden directories (temp files, `.cache`) and plain files are skipped. A missing runs dir is empty.
+    Hidden directories (temp files, `.cache`, sweep claims) and plain files are skipped. A missing runs
+    dir is empty. One entry's problem (a corrupt manifest, a link out of the runs dir or in a loop, a
+    FIFO) is that entry's `error`; it never stops the listing.
     """
     root = Path(runs_dir)
     try:
         if root.is_file():
             raise StoreError(f"runs dir {root} is a file, not a directory")
-        children = [e for e in os.scandir(root) if not e.name.startswith(".") and e.is_dir()]
+        children = [e for e in os.scandir(root) if not e.name.startswith(".")]
     except FileNotFoundError:
         return []
     except OSError as err:
@@ -55,8 +58,14 @@ def list_runs(runs_dir: str | os.PathLike[str]) -> list[RunEntry]:
     for child in children:
         path = Path(child.path)
         try:
-            entries.append(RunEntry(child.name, path, RunReader(path), None))
-        except StoreError as err:
+            if child.is_symlink():
+                inside(path, root)  # StoreError for a link out of the runs dir or a loop
+            if not child.is_dir():
+                continue
+            entries.append(RunEntry(child.name, path, RunReader(path, root), None))
+        except FileNotFoundError:
+            continue  # removed while listing, or a dangling link
+        except (StoreError, OSError) as err:
             entries.append(RunEntry(child.name, path, None, str(err)))
     return sorted(entries, key=lambda e: (e.reader is None, e.reader.created if e.reader else "", e.id))
 
@@ -84,11 +93,13 @@ def resolve_run(
         return RunReader(path)
     ref = str(ref)
     entries = list_runs(runs_dir)
-    # only a well-formed id is looked up, so no reference can name a directory outside runs_dir
+    # a reference is only ever matched against the names listed in runs_dir (never joined onto it as a
+    # path), so it cannot name a directory outside; names a new run could not get (spaces, non-ASCII,
+    # a leading dash, over 120 characters: copied or renamed dirs) still open by their exact name
+    exact = [e for e in entries if e.id == ref]
+    if exact:
+        return _open(exact[0])
     if is_valid_run_id(ref):
-        exact = [e for e in entries if e.id == ref]
-        if exact:
-            return _open(exact[0])
         if ref == "latest":
             readable = [e for e in entries if e.ok]
             if readable:

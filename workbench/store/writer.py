@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workbench.errors import StoreError
+from workbench.store.reader import process_start
 from workbench.store.rows import RowBuffer, Rows
 from workbench.store.schema import (
     FINAL_STATUSES,
@@ -64,11 +65,19 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Create or replace `path` all at once: `write(tmp)` fills a temp file that is fsynced and renamed.
 
     The temp name starts with a dot, so listings and part globs never pick it up; on any failure it is
-    removed and the error becomes a StoreError naming `path`.
+    removed and the error becomes a StoreError naming `path`. The file gets the mode the umask gives a
+    new file (0644 under the usual 022), not the temp file's private 0600, so a shared runs dir is
+    readable by whom the umask says.
     """
     tmp: Path | None = None
     try:
@@ -76,6 +85,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         tmp = Path(name)
+        os.chmod(tmp, 0o666 & ~_umask())
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -248,6 +258,7 @@ class RunWriter:
             "status": "running",
             "status_message": None,
             "pid": os.getpid(),
+            "process_start": process_start(os.getpid()),  # with the pid, names this process (pid reuse)
             "hostname": socket.gethostname(),
             "config": config,
             "environment": environment,
@@ -323,6 +334,7 @@ class RunWriter:
         buffer = self._buffers.get(table)
         if buffer is None or buffer.num_rows == 0:
             return
+        self._check_dir()
         data = buffer.to_table()
         directory = self.path / table
         number = self._next_part.get(table)
@@ -343,6 +355,7 @@ class RunWriter:
         from safetensors.torch import save_file  # deferred: pulls in torch
 
         self._check_open()
+        self._check_dir()
         path = self.path / f"{check_file_name(name, 'tensors')}.safetensors"
         prepared: dict[str, torch.Tensor] = {}
         storages: set[int] = set()
@@ -357,7 +370,16 @@ class RunWriter:
             storages.add(t.untyped_storage().data_ptr())
             prepared[str(key)] = t
         meta = dict(metadata) if metadata is not None else None
-        atomic_write(path, lambda tmp: save_file(prepared, str(tmp), metadata=meta))
+
+        def write(tmp: Path) -> None:
+            from safetensors import SafetensorError
+
+            try:
+                save_file(prepared, str(tmp), metadata=meta)
+            except SafetensorError as err:  # e.g. a full disk: reported like any failed write
+                raise OSError(str(err)) from err
+
+        atomic_write(path, write)
         return path
 
     def write_json(self, name: str, obj: Any) -> Path:
@@ -366,6 +388,7 @@ class RunWriter:
         if name == "manifest":
             raise StoreError("'manifest' is reserved; use update_summary for run-level results")
         path = self.path / f"{check_file_name(name, 'JSON file')}.json"
+        self._check_dir()
         write_json_atomic(path, obj)
         return path
 
@@ -400,7 +423,13 @@ class RunWriter:
         self._write_manifest()
 
     def _write_manifest(self) -> None:
+        self._check_dir()
         write_json_atomic(self.path / MANIFEST, self._manifest)
+
+    def _check_dir(self) -> None:
+        """StoreError when the run directory is gone: a deleted run is never silently recreated."""
+        if not self.path.is_dir():
+            raise StoreError(f"the run directory {self.path} disappeared while the run was writing to it")
 
     def _check_open(self) -> None:
         if self._finished:
