@@ -244,6 +244,40 @@ def test_compare_page_views(runs_dir, run_ids, make_app, charts) -> None:
         assert charts(at), view
 
 
+def _hostile_copy(runs_dir, run_ids, tmp_path):
+    """The fixture runs plus what a hostile user leaves in a runs dir (issue 20): a copy of the LoRA run
+    renamed with spaces and non-ASCII (its manifest keeps the LoRA run's id), a manifest with wrongly
+    typed fields, and a link loop."""
+    import shutil
+
+    hostile = tmp_path / "runs"
+    shutil.copytree(runs_dir, hostile, symlinks=True)
+    shutil.copytree(hostile / run_ids["lora"], hostile / "copy of lora ü")
+    wrong = json.loads((hostile / run_ids["sage"] / "manifest.json").read_text())
+    wrong["config"]["method"] = ["sage"]
+    wrong["summary"]["accuracy_after"] = "high"
+    (hostile / "wrong-types").mkdir()
+    (hostile / "wrong-types" / "manifest.json").write_text(json.dumps(wrong))
+    (hostile / "loop").symlink_to(hostile / "loop")
+    return hostile
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_beside_hostile_runs(page, runs_dir, run_ids, make_app, tmp_path) -> None:
+    """Copied, renamed, wrongly typed and looping run dirs break no page; a copy with the same
+    manifest id is its own run (ids are directory names), so Compare can hold both."""
+    hostile = _hostile_copy(runs_dir, run_ids, tmp_path)
+    at = make_app(hostile, page, run="copy of lora ü")
+    no_exception(at)
+    if page == "runs":
+        table, broken = at.dataframe[0].value, at.dataframe[1].value
+        assert {"copy of lora ü", run_ids["lora"]} <= set(table["id"])
+        assert {"wrong-types", "loop"} <= set(broken["id"])
+    if page == "compare":
+        at.multiselect(key="compare_runs").set_value([run_ids["lora"], "copy of lora ü"]).run()
+        no_exception(at)
+
+
 def test_every_chart_offers_downloads(runs_dir, run_ids, make_app, charts) -> None:
     at = make_app(runs_dir, "memory", run=run_ids["lora"])
     buttons = at.get("download_button")
