@@ -149,6 +149,8 @@ def run_config(
     for section, values in explicit.items():
         if values is not None:
             data[section] = {**data.get(section, {}), **dict(values)}
+    if not isinstance(data.get("method", RunConfig.method), str):
+        raise ConfigError(f"method must be a method's name (a string), got {data['method']!r}")
     accepted = option_sections(data.get("method", RunConfig.method))
     for key, value in options.items():
         homes = [s for s, names in accepted.items() if key in names]
@@ -227,8 +229,13 @@ def sweep(
     A run that fails is returned with status "failed" and the sweep goes on; `rerun` ignores
     completed runs and runs every point again.
     """
-    from workbench.orchestration.sweeps import run_grid
+    from workbench.orchestration.sweeps import Grid, run_grid
 
+    if not isinstance(grid, (Grid, Mapping, str, os.PathLike)):
+        raise ConfigError(
+            f"sweep takes a grid: a dict in the sweep TOML layout, a path to a sweep TOML file or a Grid; "
+            f"got {type(grid).__name__}"
+        )
     result = run_grid(
         dict(grid) if isinstance(grid, Mapping) else grid, runs_dir, progress=progress, rerun=rerun
     )

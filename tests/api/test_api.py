@@ -93,3 +93,28 @@ def test_import_is_cheap_and_names_resolve():
     assert set(wb.figure_kinds()) >= {"tradeoff", "saliency_heatmap", "block_grid", "memory_sweep"}
     with pytest.raises(AttributeError):
         wb.no_such_name  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda wb, d: wb.open_runs(123),
+        lambda wb, d: wb.open_runs(""),
+        lambda wb, d: wb.open_run(5, d),
+        lambda wb, d: wb.open_run(None, d),
+        lambda wb, d: wb.sweep(None),
+        lambda wb, d: wb.runs_frame("abc"),
+        lambda wb, d: wb.runs_frame(["abc"]),
+        lambda wb, d: wb.run(method=["lora"], runs_dir=str(d)),
+    ],
+    ids=["open_runs-int", "open_runs-empty", "open_run-int", "open_run-none", "sweep-none", "frame-str",
+         "frame-of-str", "run-method-list"],
+)  # fmt: skip
+def test_wrongly_typed_api_arguments_are_one_workbench_error(call, tmp_path):
+    """Issue 20: these raised TypeError / AttributeError / 'unhashable type'."""
+    import workbench as wb
+    from workbench.errors import WorkbenchError
+
+    with pytest.raises(WorkbenchError) as info:
+        call(wb, tmp_path)
+    assert "\n" not in str(info.value)

@@ -13,6 +13,7 @@ import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import StoreError
 from workbench.store.reader import RunReader
@@ -45,7 +46,7 @@ def list_runs(runs_dir: str | os.PathLike[str]) -> list[RunEntry]:
     dir is empty. One entry's problem (a corrupt manifest, a link out of the runs dir or in a loop, a
     FIFO) is that entry's `error`; it never stops the listing.
     """
-    root = Path(runs_dir)
+    root = Path(check_path(runs_dir, "runs dir"))
     try:
         if root.is_file():
             raise StoreError(f"runs dir {root} is a file, not a directory")
@@ -70,6 +71,15 @@ def list_runs(runs_dir: str | os.PathLike[str]) -> list[RunEntry]:
     return sorted(entries, key=lambda e: (e.reader is None, e.reader.created if e.reader else "", e.id))
 
 
+def check_path(value: Any, what: str) -> str | os.PathLike[str]:
+    """`value` if it is a non-empty path (str or os.PathLike), else StoreError naming `what`."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise StoreError(f"{what} must be a path (a string or os.PathLike), got {type(value).__name__}")
+    if not str(value).strip():
+        raise StoreError(f"{what} must not be empty: name a directory, e.g. 'runs'")
+    return value
+
+
 def _looks_like_path(ref: str | os.PathLike[str]) -> bool:
     return isinstance(ref, os.PathLike) or os.sep in ref or "/" in ref or ref in (".", "..")
 
@@ -84,6 +94,9 @@ def resolve_run(
     Pass `allow_path=False` for references from untrusted input (a URL parameter): then only ids of
     `runs_dir` resolve.
     """
+    runs_dir = check_path(runs_dir, "runs dir")
+    if not isinstance(ref, (str, os.PathLike)):
+        raise StoreError(f"a run reference is a run id, an id prefix, 'latest' or a path; got {ref!r}")
     if _looks_like_path(ref):
         if not allow_path:
             raise StoreError(f"invalid run id {str(ref)!r}: expected a run id, not a path")

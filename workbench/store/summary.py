@@ -233,9 +233,17 @@ def selection_peak_bytes(summary: dict[str, Any]) -> float | None:
 def run_records(runs: Sequence[Any]) -> list[dict[str, Any]]:
     """One record per run (`run_record`). `runs` holds RunEntry (broken ones get status "corrupt", their
     path and their error) or RunReader objects."""
+    from workbench.errors import StoreError
+
+    if isinstance(runs, (str, bytes)) or not isinstance(runs, Sequence):
+        raise StoreError(f"expected a list of runs (from list_runs or open_runs), got {type(runs).__name__}")
     records = []
     for item in runs:
         reader = getattr(item, "reader", item)
+        if reader is not None and not hasattr(reader, "manifest"):
+            raise StoreError(
+                f"expected runs (RunEntry or RunReader: list_runs, open_runs), got {type(item).__name__}"
+            )
         if reader is None:  # a RunEntry that could not be read
             records.append({"id": item.id, "status": "corrupt", "path": str(item.path), "error": item.error})
             continue
