@@ -364,3 +364,42 @@ def test_a_stop_signal_flushes_every_step_and_records_the_signal(tmp_path, signu
     losses = run.table("metrics").query("name == 'loss'")
     # nothing was flushed before the signal (flush_every is huge): every step came from the final flush
     assert len(losses) >= 1 and list(losses["step"]) == list(range(1, len(losses) + 1))
+
+
+_DISK_FULL = textwrap.dedent(
+    """
+    import sys
+    import workbench.store.writer as writer
+    from workbench.cli import main
+
+    real = writer.atomic_write
+
+    def disk_fills_at_the_first_flush(path, write):
+        if path.suffix == ".parquet" or getattr(writer, "full", False):
+            writer.full = True
+            raise writer.StoreError(f"cannot write run store at {path}: [Errno 28] No space left on device")
+        real(path, write)
+
+    writer.atomic_write = disk_fills_at_the_first_flush
+    sys.exit(main(["run", "--model", "tiny-llama", "--method", "lora", "--steps", "6", "--batch-size", "2",
+                   "--max-length", "32", "--runs-dir", sys.argv[1], "--quiet",
+                   "--set", "train.eval_examples=0", "--set", "train.flush_every=2"]))
+    """
+)
+
+
+def test_a_full_disk_mid_run_is_one_line_and_the_run_reads_interrupted_with_why(tmp_path):
+    runs = tmp_path / "runs"
+    proc = subprocess.run(
+        [sys.executable, "-c", _DISK_FULL, str(runs)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()[-1]
+    assert err.startswith("error: could not write the recorded rows at step 2") and "No space left" in err
+    run = list_runs(runs)[0].reader
+    assert run.manifest["status"] == "running"  # the final status could not be written either
+    assert run.status == "interrupted" and "full disk" in run.status_message
