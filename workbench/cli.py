@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from typing import Any
 
-from workbench.config import RunConfig, apply_overrides, load_toml
+from workbench.config import RunConfig, apply_overrides, load_toml, toml_value
 from workbench.errors import WorkbenchError
 from workbench.store.schema import DEFAULT_RUNS_DIR
 
@@ -46,10 +47,12 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 def build_run_config(args: argparse.Namespace) -> RunConfig:
-    """Config file, then explicit flags, then --set overrides (later wins)."""
+    """Config file, then explicit flags, then --set overrides (later wins).
+
+    Flags become `key=<TOML value>` overrides (`toml_value`: JSON, but nan / inf as TOML spells them)."""
     data: dict[str, Any] = load_toml(args.config) if args.config else {}
     flags = [
-        f"{key}={json.dumps(getattr(args, flag))}"
+        f"{key}={toml_value(getattr(args, flag))}"
         for flag, key in RUN_FLAGS.items()
         if getattr(args, flag) is not None
     ]
@@ -57,10 +60,10 @@ def build_run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    config = build_run_config(args)  # first: a config error needs no training code (imports take seconds)
     from workbench.orchestration.train import train
     from workbench.report import format_run_report
 
-    config = build_run_config(args)
     result = train(config, progress=not args.quiet)
     print(format_run_report(result.run_id, result.run_dir, result.summary))
     return 0
@@ -108,7 +111,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from workbench.model_export import export_model
     from workbench.store import resolve_run
 
-    out = export_model(resolve_run(args.runs_dir, args.run), args.out)
+    out = export_model(resolve_run(args.runs_dir, args.run), args.out, force=args.force)
     print(f"exported {args.run} to {out} (load with AutoModelForCausalLM.from_pretrained)")
     return 0
 
@@ -168,6 +171,8 @@ def cmd_figures(args: argparse.Namespace) -> int:
         return 0
     if not args.run:
         raise ConfigError("name a run or runs directory: workbench figures RUN_OR_DIR --kind K --out DIR")
+    if not args.out.strip():
+        raise ConfigError("--out must not be empty: name the directory the figures go to, e.g. --out figures")
     formats = [f.strip().lower().lstrip(".") for f in args.format.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
@@ -334,6 +339,11 @@ def make_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="merge a run's training into the weights and save a normal model")
     export.add_argument("run", help="run id, unique id prefix, or path to a run directory")
     export.add_argument("--out", required=True, help="directory for the transformers model")
+    export.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a non-empty --out (e.g. a previous export; never a directory with subdirectories)",
+    )
     export.add_argument("--runs-dir", dest="runs_dir", default=DEFAULT_RUNS_DIR)
     export.set_defaults(func=cmd_export)
     sweep = sub.add_parser(
@@ -367,13 +377,39 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
-        return args.func(args)
+        runs_dir = getattr(args, "runs_dir", None)
+        if runs_dir is not None and not str(runs_dir).strip():
+            from workbench.errors import ConfigError
+
+            raise ConfigError(
+                f"runs_dir must not be empty (got --runs-dir {runs_dir!r}): name the run store's directory, "
+                f"e.g. --runs-dir {DEFAULT_RUNS_DIR}"
+            )
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe fails here, inside the try, not in the interpreter's exit
+        return code
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: the run is marked interrupted and keeps what it flushed", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP during a run (Terminated)
+        signum = getattr(exc, "signum", 2)
+        print(
+            f"interrupted ({signal.Signals(signum).name}): the run is marked interrupted and keeps every "
+            "recorded step",
+            file=sys.stderr,
+        )
+        return 128 + signum
+    except BrokenPipeError:  # the reader went away (`workbench ls | head`): exit quietly, 128 + SIGPIPE
+        import os
+
+        # stdout at devnull, so the interpreter's final flush does not fail again (Python docs,
+        # library/signal.html, "Note on SIGPIPE")
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor (captured)
+            pass
+        return 141
 
 
 if __name__ == "__main__":

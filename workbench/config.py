@@ -10,6 +10,8 @@ and wrong types with one clear `ConfigError`.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +20,22 @@ import tomllib
 
 from workbench.errors import ConfigError
 from workbench.store.schema import DEFAULT_RUNS_DIR
-from workbench.validation import Validated, require
+from workbench.validation import Validated, require, shown
 
 ATTENTION_KERNELS = ("sdpa", "eager")  # train.attn: transformers' attn_implementation
 EVAL_METRICS = ("auto", "loglik", "exact_match")  # train.eval_metric
 TASK_TEMPLATES = ("plain", "chat")  # task.template
+
+# Upper bounds of the train settings: far above any real run, low enough that a typo (an extra zero or
+# ten) fails here, before the run store, instead of hanging or overflowing later.
+MAX_COUNT = 10**9  # steps, eval_every, flush_every, eval_examples, train_examples
+MAX_BATCH = 65_536  # examples per micro-batch (batch_size, eval_batch_size) and micro-batches per step
+MAX_LENGTH = 2**20  # tokens per example (max_length) and generated tokens (max_new_tokens)
+# Training batches cycle through the train split across epochs (workbench.data.loader.train_batches),
+# so a batch larger than the training set is legitimate; what is refused is a micro-batch whose token
+# count could not fit in memory anyway: 4M tokens is 800 GB of float32 logits at a 49k vocabulary.
+MAX_BATCH_TOKENS = 2**22  # batch_size x max_length
+INT64 = (-(2**63), 2**63 - 1)  # train.seed: the range torch generators and the store's int columns hold
 
 
 @dataclass
@@ -55,16 +68,48 @@ class TrainConfig(Validated):
     save_weights: bool = True  # save the trained tensors (adapter.safetensors) for `workbench export`
 
     def validate(self) -> None:
-        require(self.steps >= 1, f"train.steps must be >= 1, got {self.steps}")
-        require(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
-        require(self.grad_accum >= 1, f"train.grad_accum must be >= 1, got {self.grad_accum}")
-        require(self.lr is None or self.lr > 0, f"train.lr must be > 0, got {self.lr}")
-        require(0 <= self.warmup_ratio < 1, f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        require(self.max_grad_norm >= 0, f"train.max_grad_norm must be >= 0, got {self.max_grad_norm}")
-        require(self.max_length >= 2, f"train.max_length must be >= 2, got {self.max_length}")
-        require(self.eval_every >= 0, f"train.eval_every must be >= 0, got {self.eval_every}")
-        require(self.eval_examples >= 0, f"train.eval_examples must be >= 0, got {self.eval_examples}")
-        require(self.eval_batch_size >= 1, f"train.eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        """Range checks (bounds: MAX_COUNT, MAX_BATCH, MAX_LENGTH, MAX_BATCH_TOKENS above); every float
+        must be finite.
+
+        A batch_size above the number of training examples is allowed (and not checked against the task
+        in `setup_run`): `train_batches` draws every batch's indices from a stream of seeded epochs, so
+        a batch cycles through the training set. What is refused is a micro-batch of more than
+        MAX_BATCH_TOKENS tokens (batch_size x max_length), which could not fit in memory anyway."""
+        _in_range("steps", self.steps, 1, MAX_COUNT)
+        _in_range("batch_size", self.batch_size, 1, MAX_BATCH)
+        _in_range("grad_accum", self.grad_accum, 1, MAX_BATCH)
+        require(
+            self.lr is None or (_finite(self.lr) and self.lr > 0),
+            f"train.lr must be a finite number > 0, got {shown(self.lr)} (unset: the method's default)",
+        )
+        require(
+            _finite(self.weight_decay) and self.weight_decay >= 0,
+            f"train.weight_decay must be a finite number >= 0, got {shown(self.weight_decay)}",
+        )
+        require(
+            _finite(self.warmup_ratio) and 0 <= self.warmup_ratio < 1,
+            f"train.warmup_ratio must be a number in [0, 1), got {shown(self.warmup_ratio)}",
+        )
+        require(
+            _finite(self.max_grad_norm) and self.max_grad_norm >= 0,
+            f"train.max_grad_norm must be a finite number >= 0 (0: no clipping), "
+            f"got {shown(self.max_grad_norm)}",
+        )
+        _in_range("max_length", self.max_length, 2, MAX_LENGTH)
+        tokens = self.batch_size * self.max_length
+        require(
+            tokens <= MAX_BATCH_TOKENS,
+            f"train.batch_size x train.max_length must be <= {MAX_BATCH_TOKENS:,} tokens per micro-batch "
+            f"(a larger batch could not fit in memory), got {self.batch_size} x {self.max_length} = "
+            f"{tokens:,}; use a smaller batch and train.grad_accum",
+        )
+        require(
+            INT64[0] <= self.seed <= INT64[1],
+            f"train.seed must be a 64-bit integer, in [-2**63, 2**63 - 1], got {self.seed}",
+        )
+        _in_range("eval_every", self.eval_every, 0, MAX_COUNT)
+        _in_range("eval_examples", self.eval_examples, 0, MAX_COUNT)
+        _in_range("eval_batch_size", self.eval_batch_size, 1, MAX_BATCH)
         require(
             self.eval_metric in EVAL_METRICS,
             f"train.eval_metric must be one of {', '.join(EVAL_METRICS)}, got {self.eval_metric!r}",
@@ -72,13 +117,17 @@ class TrainConfig(Validated):
         bound = self.max_new_tokens
         require(
             bound == "auto" or (isinstance(bound, int) and bound >= 1),
-            f"train.max_new_tokens (the generation length bound) must be >= 1 or 'auto', got {bound!r}",
+            f"train.max_new_tokens (the generation length bound) must be >= 1 or 'auto', got {shown(bound)}",
         )
         require(
-            self.train_examples is None or self.train_examples >= 1,
-            f"train.train_examples must be >= 1 or None, got {self.train_examples}",
+            bound == "auto" or bound <= MAX_LENGTH,
+            f"train.max_new_tokens must be <= {MAX_LENGTH:,} or 'auto', got {bound}",
         )
-        require(self.flush_every >= 1, f"train.flush_every must be >= 1, got {self.flush_every}")
+        require(
+            self.train_examples is None or 1 <= self.train_examples <= MAX_COUNT,
+            f"train.train_examples must be in [1, {MAX_COUNT:,}] or None, got {self.train_examples}",
+        )
+        _in_range("flush_every", self.flush_every, 1, MAX_COUNT)
         require(
             self.dtype in ("float32", "bfloat16"),
             f"train.dtype must be float32 or bfloat16, got {self.dtype!r}",
@@ -158,6 +207,10 @@ class RunConfig(Validated):
         from workbench.methods.registry import method_options_class
 
         require(
+            bool(self.runs_dir.strip()),
+            "runs_dir must not be empty: name the run store's directory (default ./runs)",
+        )
+        require(
             self.template in TASK_TEMPLATES,
             f"task.template must be one of {', '.join(TASK_TEMPLATES)}, got {self.template!r}",
         )
@@ -172,10 +225,12 @@ class RunConfig(Validated):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         """Build from a nested dict (TOML layout: top-level keys, [train], [record], [method])."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a run config must be a table of settings, got {type(data).__name__}")
         data = dict(data)
-        train = _build(TrainConfig, data.pop("train", {}) or {}, "train")
-        record = _build(RecordConfig, data.pop("record", {}) or {}, "record")
-        method_options = data.pop("method_options", None) or {}
+        train = _build(TrainConfig, _table(data.pop("train", None)), "train")
+        record = _build(RecordConfig, _table(data.pop("record", None)), "record")
+        method_options = data.pop("method_options", None)  # None: the method's defaults (validate)
         top = {f.name for f in dataclasses.fields(cls)} - {"train", "record", "method_options"}
         unknown = set(data) - top
         if unknown:
@@ -198,9 +253,17 @@ class RunConfig(Validated):
         return self.name or f"{self.method}-{model}-{task}"
 
 
+def _table(value: Any) -> Any:
+    """A section as given; None (absent) is an empty table. Anything else but a dict fails in `_build`."""
+    return {} if value is None else value
+
+
 def _build(klass: type, values: dict[str, Any], section: str) -> Any:
     if not isinstance(values, dict):
-        raise ConfigError(f"[{section}] must be a table of key = value, got {values!r}")
+        raise ConfigError(
+            f"{section} must be a table of key = value ([{section}] in TOML, --set {section}.KEY=VALUE), "
+            f"got {shown(values)}"
+        )
     names = {f.name for f in dataclasses.fields(klass)}
     unknown = set(values) - names
     if unknown:
@@ -211,12 +274,37 @@ def _build(klass: type, values: dict[str, Any], section: str) -> Any:
     return klass(**values)
 
 
+def _finite(value: Any) -> bool:
+    """True for a finite number (an int too large for a float is not)."""
+    try:
+        return math.isfinite(value)
+    except (OverflowError, TypeError):
+        return False
+
+
+def _in_range(name: str, value: int, low: int, high: int) -> None:
+    require(value >= low, f"train.{name} must be >= {low}, got {value}")
+    require(value <= high, f"train.{name} must be <= {high:,}, got {value}")
+
+
+def toml_value(value: Any) -> str:
+    """`value` written as the TOML text `parse_value` reads back: JSON, except the non-finite floats,
+    which JSON spells NaN / Infinity and TOML nan / inf (so `--lr nan` is a number, not a string), and
+    strings keep their non-ASCII characters (TOML has no surrogate-pair escapes) and escape DEL."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
 def parse_value(text: str) -> Any:
     """Parse the value of a `--set key=value` as TOML (numbers, booleans, lists), else keep it a string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    except (ValueError, RecursionError) as exc:  # an integer of 4,300+ digits, lists nested too deep
+        reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc).split(":")[0]
+        raise ConfigError(f"cannot read the value {shown(text)}: {reason}") from None
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -244,12 +332,18 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # TOMLDecodeError, UnicodeDecodeError, an int of 4,300+ digits
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"cannot read config file {str(path)!r}: arrays or tables nested too deep for a config"
+        ) from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply dotted `key=value` overrides (e.g. `train.steps=10`, `method.r=16`) to a nested dict."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a run config must be a table of settings, got {type(data).__name__}")
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -272,8 +366,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 raise ConfigError(
                     f"unknown --set section {parts[0]!r}; accepted: task, train, record, method"
                 )
-            data.setdefault(section, {})
-            data[section][name] = value
+            table = data.setdefault(section, {})
+            if not isinstance(table, dict):
+                label = "method" if section == "method_options" else section
+                raise ConfigError(
+                    f"{label} must be a table of key = value to take --set {key.strip()}, "
+                    f"got {label} = {shown(table)}"
+                )
+            table[name] = value
     return data
 
 

@@ -29,9 +29,18 @@ def _check_types(obj: Any) -> None:
         expected = hints[f.name]
         if not _matches(value, expected):
             raise ConfigError(
-                f"{type(obj).__name__}.{f.name} must be {_type_name(expected)}, got {value!r} "
+                f"{type(obj).__name__}.{f.name} must be {_type_name(expected)}, got {shown(value)} "
                 f"({type(value).__name__})"
             )
+
+
+def shown(value: Any, width: int = 60) -> str:
+    """repr(value) cut to `width` characters, so a huge value still gives a one-line message."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's digit limit
+        return "<too large to show>"
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _matches(value: Any, expected: Any) -> bool:
@@ -72,7 +81,13 @@ class Validated:
         _check_types(self)
         for f in dataclasses.fields(self):  # TOML gives floats for "1e-4" but ints for "1": normalise
             if typing.get_type_hints(type(self))[f.name] is float and isinstance(getattr(self, f.name), int):
-                object.__setattr__(self, f.name, float(getattr(self, f.name)))
+                try:
+                    object.__setattr__(self, f.name, float(getattr(self, f.name)))
+                except OverflowError:
+                    raise ConfigError(
+                        f"{type(self).__name__}.{f.name} must be a finite number, got an integer too large "
+                        "for a float"
+                    ) from None
         self.validate()
 
     def validate(self) -> None:

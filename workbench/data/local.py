@@ -12,11 +12,17 @@ Two layouts (extra columns are ignored):
   nothing to rank, so no distractor answers are made up.
 
 Prompts are used as written, minus trailing whitespace; each candidate gets one leading space.
+
+Files must be UTF-8 (a BOM is fine). A file that is not (binary, another encoding), JSON nested too deep
+or a CSV field over MAX_FIELD_BYTES is one ConfigError naming the file and the line. CSV fields of any
+size up to that bound are read (the csv module's own limit is 128 KiB); a long prompt is then truncated
+from the left by train.max_length like any other.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -27,6 +33,7 @@ from workbench.data.formatting import ANSWER_STOP, answer_text
 from workbench.errors import ConfigError
 
 MAX_CLASSES = 20  # up to this many distinct free-text answers they are label words; more: generative
+MAX_FIELD_BYTES = 16 * 2**20  # the longest CSV field read (csv.field_size_limit is raised to it)
 
 LAYOUTS = "prompt + answer (free-text answer) or prompt + choices + label (multiple choice)"
 
@@ -36,7 +43,10 @@ def load_local(path: str | Path) -> Corpus:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"task file {str(path)!r} does not exist (accepted layouts: {LAYOUTS})")
-    rows = _read_jsonl(path) if path.suffix.lower() == ".jsonl" else _read_csv(path)
+    try:
+        rows = _read_jsonl(path) if path.suffix.lower() == ".jsonl" else _read_csv(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read task file {str(path)!r}: {exc.strerror or exc}") from None
     if not rows:
         raise ConfigError(f"task file {str(path)!r} has no examples")
     columns = set(rows[0][1])
@@ -56,30 +66,58 @@ def load_local(path: str | Path) -> Corpus:
 Row = tuple[str, dict[str, Any]]  # (where, e.g. "line 3", fields)
 
 
+def _text(path: Path) -> str:
+    """The file's text (UTF-8, a BOM dropped); not UTF-8 is one ConfigError naming the line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"task file {str(path)!r} is not UTF-8 text (line {line}: byte 0x{data[exc.start]:02x} is not "
+            "valid UTF-8); save it as UTF-8 .jsonl or .csv"
+        ) from None
+
+
 def _read_jsonl(path: Path) -> list[Row]:
     rows = []
-    with open(path, encoding="utf-8-sig") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise ConfigError(f"{path}: line {number} must be a JSON object with named fields")
-            rows.append((f"line {number}", record))
+    for number, line in enumerate(io.StringIO(_text(path), newline=None), 1):  # lines as open() splits
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+        except ValueError as exc:  # an integer of 4,300+ digits
+            raise ConfigError(
+                f"{path}: line {number} is not usable JSON ({str(exc).split(':')[0]})"
+            ) from None
+        except RecursionError:
+            raise ConfigError(f"{path}: line {number} is JSON nested too deep for a task record") from None
+        if not isinstance(record, dict):
+            raise ConfigError(f"{path}: line {number} must be a JSON object with named fields")
+        rows.append((f"line {number}", record))
     return rows
 
 
 def _read_csv(path: Path) -> list[Row]:
+    if csv.field_size_limit() < MAX_FIELD_BYTES:
+        csv.field_size_limit(MAX_FIELD_BYTES)  # process-wide, only ever raised
     rows = []
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
-        start = 2  # the first row after the header; quoted fields may span lines, so count physical lines
+    reader = csv.DictReader(io.StringIO(_text(path), newline=""))
+    start = 2  # the first row after the header; quoted fields may span lines, so count physical lines
+    try:
         for row in reader:
             rows.append((f"line {start}", {str(k).strip(): v for k, v in row.items() if k is not None}))
             start = reader.line_num + 1
+    except csv.Error as exc:  # a field over MAX_FIELD_BYTES, ... (reader.reader: the line that failed)
+        reason = str(exc)
+        if "field larger than field limit" in reason:
+            reason = f"a field is longer than {MAX_FIELD_BYTES // 2**20} MiB"
+        raise ConfigError(
+            f"{path}: line {reader.reader.line_num} is not readable CSV ({reason}); accepted: UTF-8 CSV with "
+            f"a header row, fields up to {MAX_FIELD_BYTES // 2**20} MiB"
+        ) from None
     return rows
 
 
@@ -88,6 +126,14 @@ def _field(row: Row, name: str, path: Path) -> Any:
     value = fields.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):
         raise ConfigError(f"{path}: {where} has no {name!r} (accepted layouts: {LAYOUTS})")
+    texts = [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
+    try:
+        for text in texts:
+            text.encode("utf-8")
+    except UnicodeEncodeError:  # JSON's "\ud800": an unpaired surrogate, which no tokenizer takes
+        raise ConfigError(
+            f"{path}: {where}: {name!r} holds an unpaired surrogate (\\udXXX), not text"
+        ) from None
     return value
 
 
@@ -114,7 +160,7 @@ def _choices(value: Any, where: str) -> list[str]:
         if text.startswith("["):
             try:
                 value = json.loads(text)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # JSONDecodeError, 4,300+ digit ints, nesting too deep
                 raise ConfigError(f"{where}: 'choices' starts with '[' but is no valid JSON list") from None
         else:
             value = text.split("|")

@@ -34,6 +34,16 @@ task's examples and its model's weights (`workbench.provenance`, recorded in eve
 (also a run made by another sweep or by hand with the same settings); an interrupted or failed run is
 run again (the old directory stays, marked so). Settings, data or model changed since -> a different
 key -> a new run.
+
+Sharing a runs dir: several sweep processes may run at once on one runs dir (the same grid or
+overlapping ones). Each point is claimed before it runs (workbench.orchestration.claims: a lock file
+`<runs_dir>/.claims/<key>.lock` made with O_EXCL, released when the point ends however it ends, stolen
+from a dead process on the same host); a point another live sweep holds is skipped and reported
+"claimed elsewhere", and a point another sweep completed meanwhile is reused. Running the sweep again
+once the others are done collects every run.
+
+Bounds: every axis needs at least one value, and a grid may have at most MAX_POINTS points (the product
+of its axis lengths, counted before anything is expanded).
 """
 
 from __future__ import annotations
@@ -53,9 +63,11 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.config import RunConfig, _read_toml
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.orchestration.claims import claim_owner, claimed
 from workbench.provenance import json_digest
 from workbench.recorders.base import RecorderBase, StepInfo
 from workbench.store.schema import DEFAULT_RUNS_DIR
+from workbench.validation import shown
 
 if TYPE_CHECKING:
     from tqdm import tqdm as Tqdm
@@ -64,6 +76,7 @@ if TYPE_CHECKING:
 
 SWEEP_KEYS = ("name", "model", "task", "runs_dir", "seeds", "train", "record", "methods")
 SECTIONS = ("train", "record")
+MAX_POINTS = 10_000  # points of one grid (sum over methods of the product of their axis lengths)
 # keys of RunConfig.to_dict() that do not change what a run computes: they stay out of its run key
 UNKEYED = ("name", "runs_dir")
 
@@ -141,8 +154,13 @@ def parse_grid(data: dict[str, Any], *, where: str = "sweep") -> Grid:
     if seeds is not None:
         seeds = seeds if isinstance(seeds, list) else [seeds]
         if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-            raise ConfigError(f"{where}: seeds must be a list of integers, got {data['seeds']!r}")
+            raise ConfigError(
+                f"{where}: seeds must be a list of integers (at least one), got {shown(data['seeds'])}"
+            )
         seeds = tuple(seeds)
+    runs_dir = data.get("runs_dir")
+    if runs_dir is not None and (not isinstance(runs_dir, str) or not runs_dir.strip()):
+        raise ConfigError(f"{where}: runs_dir must be a non-empty directory name, got {shown(runs_dir)}")
     sections = {s: _section(data.get(s), f"[{s}]", where) for s in SECTIONS}
     grid = Grid(
         name=name.strip(),
@@ -151,7 +169,7 @@ def parse_grid(data: dict[str, Any], *, where: str = "sweep") -> Grid:
         train=sections["train"],
         record=sections["record"],
         seeds=seeds,
-        runs_dir=data.get("runs_dir"),
+        runs_dir=runs_dir,
     )
     grid.points  # noqa: B018  (validate every point now, before anything runs)
     return grid
@@ -212,21 +230,47 @@ def _axes(prefix: str, values: dict[str, Any]) -> list[tuple[str, list[Any]]]:
     return [(f"{prefix}.{k}", v if isinstance(v, list) else [v]) for k, v in values.items()]
 
 
+def _method_axes(grid: Grid, entry: MethodEntry) -> list[tuple[str, list[Any]]]:
+    """The axes of one method entry (train, record, method options, then seeds); an empty list axis is
+    one ConfigError naming it."""
+    axes = (
+        _axes("train", {**grid.train, **entry.train})
+        + _axes("record", {**grid.record, **entry.record})
+        + _axes("method", entry.options)
+    )
+    if grid.seeds is not None:
+        axes = [(k, v) for k, v in axes if k != "train.seed"] + [("train.seed", list(grid.seeds))]
+    for key, values in axes:
+        if not values:
+            raise ConfigError(
+                f"sweep {grid.name!r}, [methods.{entry.label}]: the axis {key} is an empty list, so the grid "
+                "has no points; give it at least one value (a list-valued option with one value is "
+                "wrapped: [[1, 2]])"
+            )
+    return axes
+
+
+def grid_size(grid: Grid) -> int:
+    """How many points `grid` has, from its axis lengths alone (nothing is expanded or validated)."""
+    return sum(math.prod(len(values) for _, values in _method_axes(grid, e)) for e in grid.methods)
+
+
 def expand(grid: Grid) -> list[Point]:
     """Every point of the grid in order (methods in file order, then axes, then seeds), each validated."""
     return list(grid.points)
 
 
 def _expand(grid: Grid) -> Iterator[Point]:
-    """The points of `grid`; the one place a point's config is built and validated."""
-    for entry in grid.methods:
-        axes = (
-            _axes("train", {**grid.train, **entry.train})
-            + _axes("record", {**grid.record, **entry.record})
-            + _axes("method", entry.options)
+    """The points of `grid`; the one place a point's config is built and validated. A grid of more than
+    MAX_POINTS points is one ConfigError, raised before the first point is built."""
+    size = grid_size(grid)
+    if size > MAX_POINTS:
+        raise ConfigError(
+            f"sweep {grid.name!r} has {size:,} points (the product of each method's axis lengths), more "
+            f"than the {MAX_POINTS:,} one sweep may have; shorten its axes or split it into several sweeps"
         )
-        if grid.seeds is not None:
-            axes = [(k, v) for k, v in axes if k != "train.seed"] + [("train.seed", list(grid.seeds))]
+    for entry in grid.methods:
+        axes = _method_axes(grid, entry)
         varying = [k for k, values in axes if len(values) > 1]
         for combo in itertools.product(*(values for _, values in axes)):
             chosen = dict(zip((k for k, _ in axes), combo, strict=True))
@@ -303,12 +347,14 @@ def reusable_run(config: RunConfig, finished: dict[str, RunReader]) -> RunReader
 
 @dataclass
 class Outcome:
-    """What happened to one point: "reused" (a completed run existed), "ran", or "failed"."""
+    """What happened to one point: "reused" (a completed run existed), "ran", "failed", or "claimed"
+    (another live sweep holds the point: not run here, `claimed_by` says who)."""
 
     point: Point
     action: str
     run: RunReader | None = None
     error: str | None = None
+    claimed_by: str | None = None
 
 
 @dataclass
@@ -325,6 +371,11 @@ class SweepResult:
     @property
     def failed(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.action == "failed"]
+
+    @property
+    def claimed(self) -> list[Outcome]:
+        """Points another sweep was running: run the sweep again after it to collect their runs."""
+        return [o for o in self.outcomes if o.action == "claimed"]
 
 
 def work_units(config: RunConfig) -> int:
@@ -374,13 +425,16 @@ def run_points(
 ) -> SweepResult:
     """Run every point not already completed in `runs_dir` (all of them when `rerun`), one after the
     other, under one progress bar. A run that fails is recorded and the sweep goes on; Ctrl-C stops it
-    (the run in progress reads "interrupted" and runs again next time)."""
+    (the run in progress reads "interrupted" and runs again next time).
+
+    Each point is claimed in `runs_dir` while it runs (workbench.orchestration.claims), so sweeps in
+    other processes on the same runs dir skip it ("claimed") and reuse its run once completed; a point
+    claimed by another live sweep is skipped here in the same way."""
     from tqdm.auto import tqdm
 
-    from workbench.orchestration.train import train
-    from workbench.recorders import default_recorders
-    from workbench.store import RunReader
-
+    if not str(runs_dir).strip():
+        raise ConfigError("runs_dir must not be empty: name the run store's directory (default ./runs)")
+    started = _run_ids(runs_dir)  # with rerun, only runs made after this moment are reused
     finished = {} if rerun else finished_runs(runs_dir)
     configs = [p.config(runs_dir) for p in points]
     keys = [run_key(c.to_dict()) for c in configs]
@@ -402,24 +456,66 @@ def run_points(
         for n, i in enumerate(todo, 1):
             point, config = points[i], configs[i]
             tracker = SweepProgress(bar, f"{n}/{len(todo)} {point.name}", config)
-            bar.set_postfix_str(f"{tracker.label}: loading", refresh=True)
-            before = _run_ids(runs_dir)
-            try:
-                result = train(config, progress=False, recorders=[*default_recorders(config.record), tracker])
-                outcomes[i] = Outcome(point, "ran", RunReader(result.run_dir))
-            except (KeyboardInterrupt, ConfigError):
-                raise  # Ctrl-C stops the sweep; a bad setting (unknown model ...) would fail every point
-            except Exception as err:  # a run that failed: keep going, report it at the end
-                run = _new_run(runs_dir, before, keys[i])
-                if run is None and not isinstance(err, WorkbenchError):
-                    raise  # failed before its run existed and not a user-facing error: a bug
-                outcomes[i] = Outcome(point, "failed", run, f"{type(err).__name__}: {err}")
+            with claimed(runs_dir, keys[i]) as claim:
+                if claim is None:
+                    owner = claim_owner(runs_dir, keys[i])
+                    outcomes[i] = Outcome(point, "claimed", claimed_by=owner)
+                    bar.set_postfix_str(f"{tracker.label}: claimed elsewhere ({owner})", refresh=False)
+                else:
+                    outcomes[i] = _run_point(point, config, keys[i], runs_dir, tracker, started, rerun)
             bar.update(work_units(config) - tracker.done)
+    for i in todo:  # points other sweeps held: completed by now?
+        if outcomes[i] is not None and outcomes[i].action == "claimed":
+            done = _completed_since(configs[i], runs_dir, started if rerun else None)
+            if done is not None:
+                outcomes[i] = Outcome(points[i], "reused", done)
     for i, outcome in enumerate(outcomes):  # duplicates share the outcome of their first point
         if outcome is not None and outcome.action == "duplicate":
             first = outcomes[keys.index(keys[i])]
             outcomes[i] = dataclasses.replace(first, point=points[i]) if first else outcome
     return SweepResult([o for o in outcomes if o is not None])
+
+
+def _run_point(
+    point: Point,
+    config: RunConfig,
+    key: str,
+    runs_dir: str | os.PathLike[str],
+    tracker: SweepProgress,
+    started: set[str],
+    rerun: bool,
+) -> Outcome:
+    """Run one point this process has claimed, unless another sweep completed it meanwhile (then that
+    run is reused: under `rerun`, only a run made since the sweep `started`)."""
+    from workbench.orchestration.train import train
+    from workbench.recorders import default_recorders
+    from workbench.store import RunReader
+
+    done = _completed_since(config, runs_dir, started if rerun else None)
+    if done is not None:
+        return Outcome(point, "reused", done)
+    tracker.bar.set_postfix_str(f"{tracker.label}: loading", refresh=True)
+    before = _run_ids(runs_dir)
+    try:
+        result = train(config, progress=False, recorders=[*default_recorders(config.record), tracker])
+        return Outcome(point, "ran", RunReader(result.run_dir))
+    except (KeyboardInterrupt, ConfigError):
+        raise  # Ctrl-C stops the sweep; a bad setting (unknown model ...) would fail every point
+    except Exception as err:  # a run that failed: keep going, report it at the end
+        run = _new_run(runs_dir, before, key)
+        if run is None and not isinstance(err, WorkbenchError):
+            raise  # failed before its run existed and not a user-facing error: a bug
+        return Outcome(point, "failed", run, f"{type(err).__name__}: {err}")
+
+
+def _completed_since(
+    config: RunConfig, runs_dir: str | os.PathLike[str], existing: set[str] | None
+) -> RunReader | None:
+    """A completed run of `config` in `runs_dir` now (not one of the `existing` run ids, when given)."""
+    finished = finished_runs(runs_dir)
+    if existing is not None:
+        finished = {k: run for k, run in finished.items() if run.path.name not in existing}
+    return reusable_run(config, finished) if finished else None
 
 
 @contextlib.contextmanager
@@ -449,13 +545,14 @@ def run_grid(
         grid = load_grid(grid)
     elif isinstance(grid, dict):
         grid = parse_grid(grid)
-    runs_dir = runs_dir or grid.runs_dir or DEFAULT_RUNS_DIR
+    if runs_dir is None:
+        runs_dir = grid.runs_dir or DEFAULT_RUNS_DIR
     return run_points(grid.points, runs_dir, progress=progress, rerun=rerun)
 
 
 def _run_ids(runs_dir: str | os.PathLike[str]) -> set[str]:
     path = Path(runs_dir)
-    return {p.name for p in path.iterdir()} if path.is_dir() else set()
+    return {p.name for p in path.iterdir() if not p.name.startswith(".")} if path.is_dir() else set()
 
 
 def _new_run(runs_dir: str | os.PathLike[str], before: set[str], key: str) -> RunReader | None:
@@ -488,7 +585,7 @@ def summary_rows(result: SweepResult) -> list[dict[str, Any]]:
                 "point": o.point.name,
                 "method": o.point.data["method"],
                 "done": o.action,
-                "status": record.get("status", "-"),
+                "status": record.get("status", "elsewhere" if o.action == "claimed" else "-"),
                 "accuracy_before": record.get("accuracy_before"),
                 "accuracy": record.get("accuracy"),
                 "saved_activations_bytes": record.get("saved_activations_bytes"),
@@ -497,6 +594,7 @@ def summary_rows(result: SweepResult) -> list[dict[str, Any]]:
                 "trainable_parameters": record.get("trainable_parameters"),
                 "run": o.run.id if o.run is not None else "-",
                 "error": o.error,
+                "claimed_by": o.claimed_by,
             }
         )
     return rows
@@ -527,8 +625,18 @@ def format_summary(result: SweepResult) -> str:
     for r in rows:
         if r["error"]:
             lines.append(f"failed: {r['point']}: {r['error']}")
+    for r in rows:
+        if r["claimed_by"]:
+            lines.append(
+                f"claimed elsewhere: {r['point']}: another sweep runs it ({r['claimed_by']}); run this sweep "
+                "again after it to collect the run"
+            )
     counts = {a: sum(o.action == a for o in result.outcomes) for a in ("ran", "reused", "failed")}
-    lines.append(", ".join(f"{n} {a}" for a, n in counts.items()))
+    claimed_points = len(result.claimed)
+    lines.append(
+        ", ".join(f"{n} {a}" for a, n in counts.items())
+        + (f", {claimed_points} claimed elsewhere" if claimed_points else "")
+    )
     seeds = format_seed_means(result)
     return "\n".join(lines + ([""] + [seeds] if seeds else []))
 

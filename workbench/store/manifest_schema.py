@@ -196,7 +196,7 @@ CONFIG = Fields(
         "train": TRAIN,
         "record": MapOf(SCALAR),
         "method_options": MapOf(AnyJSON()),
-        "configs": ListOf(AnyJSON()),  # a timing pass: the configurations it timed
+        "configs": MapOf(AnyJSON()),  # a timing pass: label -> the configuration it timed
     }
 )
 
@@ -221,7 +221,7 @@ SUMMARY = Fields(
         **dict.fromkeys(("eval_metric",), Text()),
         **dict.fromkeys(("memory_note", "fidelity_note", "saliency_note", "saliency_source"), Maybe(Text())),
         "memory_peak_bytes": BYTES,
-        "memory_phase_peak_bytes": MapOf(BYTES),
+        "memory_phase_peak_bytes": MapOf(Either((BYTES, Maybe(NUMBER)))),  # early runs: phase -> bytes
         **dict.fromkeys(("fidelity_first", "fidelity_last"), Maybe(MapOf(Maybe(NUMBER)))),
         "method_resolved": Maybe(MapOf(AnyJSON())),
     }

@@ -36,6 +36,7 @@ FINAL_STATUSES = ("completed", "failed", "interrupted")
 NO_LAYER = -1  # `layer` of whole-model rows
 MEMORY_SOURCES = ("logical", "allocator", "device")
 
+
 class SchemaError(StoreError, ValueError):
     """Rows do not fit a table's schema (unknown table or column, wrong type, bad category)."""
 
