@@ -74,3 +74,15 @@ def test_list_and_a_kind_no_run_recorded(smoke_study, tmp_path, capsys):
     lora = open_runs(smoke_study, method="lora")[0]
     assert cli.main(["figures", str(lora.path), "--kind", "block_grid", "--out", str(tmp_path)]) == 1
     assert "block_grid: skipped, nothing to draw from these runs (it reads blocks)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("out", ["a-file", "a-file/sub"])
+def test_figures_out_at_a_file_is_one_line(tmp_path, capsys, out):
+    """Issue 20: `--out` at a file (or under one) was a FileExistsError / NotADirectoryError traceback."""
+    from workbench.errors import StoreError
+    from workbench.figures import Figure
+    from workbench.figures.export import export
+
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(StoreError, match="cannot write figures to .*a-file"):
+        export(Figure.__new__(Figure), tmp_path / out, stem="x", formats=[])

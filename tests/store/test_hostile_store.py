@@ -403,3 +403,18 @@ def test_a_full_disk_mid_run_is_one_line_and_the_run_reads_interrupted_with_why(
     run = list_runs(runs)[0].reader
     assert run.manifest["status"] == "running"  # the final status could not be written either
     assert run.status == "interrupted" and "full disk" in run.status_message
+
+
+def test_a_full_disk_while_saving_tensors_is_a_store_error(tmp_path, monkeypatch):
+    import safetensors.torch
+    import torch
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(No space left on device)")
+
+    writer = RunWriter.create(tmp_path / "runs", name="r", config={}, environment={})
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(StoreError, match="No space left on device"):
+        writer.add_tensors("adapter", {"w": torch.ones(2)})
+    assert not list(writer.path.glob("*adapter*"))  # no temp file left behind

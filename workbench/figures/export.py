@@ -17,6 +17,7 @@ from pathlib import Path
 
 import matplotlib as mpl
 
+from workbench.errors import StoreError
 from workbench.figures.base import Figure
 from workbench.figures.style import DPI, PAPER_RC
 
@@ -78,13 +79,20 @@ def export(
     size: str = "one",
     dpi: int = DPI,
 ) -> list[Path]:
-    """Write `fig` as `<out_dir>/<stem>.<fmt>` for every format; returns the paths written."""
+    """Write `fig` as `<out_dir>/<stem>.<fmt>` for every format; returns the paths written.
+
+    An `out_dir` that is a file, lies under one, or cannot be written is one StoreError."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     stem = file_stem(stem or fig.kind)
     paths = []
-    for fmt in formats:
-        path = out / f"{stem}.{fmt.lower().lstrip('.')}"
-        path.write_bytes(to_bytes(fig, fmt, size=size, dpi=dpi))
-        paths.append(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for fmt in formats:
+            path = out / f"{stem}.{fmt.lower().lstrip('.')}"
+            path.write_bytes(to_bytes(fig, fmt, size=size, dpi=dpi))
+            paths.append(path)
+    except FileExistsError:
+        raise StoreError(f"cannot write figures to {out}: it is a file, not a directory") from None
+    except OSError as err:
+        raise StoreError(f"cannot write figures to {out}: {err.strerror or err}") from None
     return paths
