@@ -160,6 +160,12 @@ def _run(a: Analysis, points: list[Point]) -> list[tuple[Point, Any]]:
     if result.failed:
         lines = "; ".join(f"{o.point.name}: {o.error}" for o in result.failed)
         raise WorkbenchError(f"{len(result.failed)} run(s) failed: {lines}")
+    if result.claimed:  # another sweep process on this runs dir is running them: no table from half the runs
+        names = ", ".join(o.point.name for o in result.claimed[:5])
+        raise WorkbenchError(
+            f"{len(result.claimed)} point(s) are being run by another process on {a.runs_dir} ({names}); "
+            "run this analysis again when it has finished"
+        )
     return [(o.point, o.run) for o in result.outcomes]
 
 
