@@ -303,7 +303,8 @@ def runs_at(path: str | os.PathLike[str]) -> list[Run]:
 
 def figures_for(kind: str, runs: Sequence[RunReader]) -> list[tuple[str, Figure]]:
     """(file stem, Figure) of figure `kind` over `runs`: one per run for per-run kinds (saliency,
-    blocks ...), one across the runs otherwise; empty when no run recorded what the kind needs."""
+    blocks ...), one across the runs otherwise; empty when no run recorded what the kind needs, or when a
+    kind comparing runs (the trade-offs) gets fewer than two. Every stem names the run ids it draws."""
     from workbench.figures import figures_for as build
 
     return build(kind, list(runs))
@@ -318,7 +319,9 @@ def export_figures(
     size: str = "one",
 ) -> list[Path]:
     """Write figure `kind` of `runs` into `out` in every format (paper `size`: "one" or "two"
-    columns); returns the files written (none when no run recorded what the kind needs)."""
+    columns); returns the files written (none when no run recorded what the kind needs, or for a
+    trade-off kind of fewer than two runs). File names hold the run ids (`<kind>-<run id>.<fmt>`), so
+    exports of different runs into one folder never overwrite each other."""
     from workbench.figures import export
 
     paths: list[Path] = []

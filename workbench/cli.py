@@ -165,6 +165,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     from workbench.api import export_figures, figure_kinds, open_run, runs_at
     from workbench.errors import ConfigError
     from workbench.figures import FIGURES, FORMATS
+    from workbench.figures.kinds import skip_reason
 
     if args.list:
         print("\n".join(f"{name:<20} {help}" for name, help in figure_kinds().items()))
@@ -191,8 +192,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
             more = f" and {len(stems) - 3} more" if len(stems) > 3 else ""
             print(f"{spec.name}: {len(paths)} files ({', '.join(stems[:3])}{more})")
         else:
-            tables = ", ".join(spec.tables)
-            print(f"{spec.name}: skipped, nothing to draw from these runs (it reads {tables})")
+            print(f"{spec.name}: skipped, {skip_reason(spec.name, runs)}")
     print(f"wrote {written} files to {args.out}")
     return 0 if written else 1
 
@@ -225,6 +225,12 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.no_app:
         return 1 if result.sweep.failed else 0
     return serve_app(result.runs_dir, port=args.port)
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from workbench.orchestration.study import serve_app
+
+    return serve_app(args.runs_dir, port=args.port, allow_any_dir=args.allow_any_dir)
 
 
 def add_research_commands(sub: argparse._SubParsersAction) -> None:
@@ -287,6 +293,19 @@ def add_research_commands(sub: argparse._SubParsersAction) -> None:
     study.add_argument("--port", type=int, default=8501, help="the app's port (default 8501)")
     study.add_argument("--quiet", action="store_true", help="no progress bar")
     study.set_defaults(func=cmd_study)
+
+    app = sub.add_parser(
+        "app", help="serve the app on a runs dir (127.0.0.1, file watcher off; Ctrl-C or SIGTERM stop it)"
+    )
+    app.add_argument("--runs-dir", dest="runs_dir", default=DEFAULT_RUNS_DIR, help="the run store to show")
+    app.add_argument("--port", type=int, default=8501, help="the app's port (default 8501)")
+    app.add_argument(
+        "--allow-any-dir",
+        dest="allow_any_dir",
+        action="store_true",
+        help="let the Runs directory box open any directory (default: the runs dir and its subdirectories)",
+    )
+    app.set_defaults(func=cmd_app)
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -39,7 +39,7 @@ def test_run_round_trip(tiny_task, tmp_path):
     assert again.id == run.id and again.summary == run.summary
     assert [r.id for r in wb.open_runs(tmp_path, method="lora", status="completed")] == [run.id]
     assert wb.open_runs(tmp_path, method=["sage", "smt"]) == []
-    assert [stem for stem, _ in run.figures("loss")] == ["loss"]
+    assert [stem for stem, _ in run.figures("loss")] == [f"loss-{run.id}"]  # run ids in every file name
 
 
 def test_options_are_routed_by_name():

@@ -23,10 +23,14 @@ def png_size(path: Path) -> tuple[int, int]:
 
 def source_for(kind: str, runs_dir: Path) -> tuple[str, list]:
     """What to point the command at: one run that recorded the kind's tables (per-run kinds), else
-    the runs dir."""
-    runs = [r for r in open_runs(runs_dir) if figures_for(kind, [r])]
+    the runs dir (the trade-off kinds compare runs: one run draws none)."""
+    everything = open_runs(runs_dir)
+    if not FIGURES.get(kind).per_run:
+        assert figures_for(kind, everything), f"the fixture has no runs for {kind}"
+        return str(runs_dir), everything
+    runs = [r for r in everything if figures_for(kind, [r])]
     assert runs, f"the fixture has no run for {kind}"
-    return (str(runs[0].path), runs[:1]) if FIGURES.get(kind).per_run else (str(runs_dir), runs)
+    return str(runs[0].path), runs[:1]
 
 
 @pytest.mark.parametrize("kind", list(FIGURES))
@@ -51,9 +55,10 @@ def test_two_column_size_and_a_run_id(smoke_study, tmp_path):
     out = tmp_path / "figs"
     args = ["figures", run.id, "--runs-dir", str(smoke_study), "--kind", "loss", "--out", str(out)]
     assert cli.main([*args, "--format", "png", "--size", "two-column"]) == 0
-    ((_, fig),) = figures_for("loss", [run])
+    ((stem, fig),) = figures_for("loss", [run])
+    assert stem == f"loss-{run.id}"  # file names hold the run id: exports of two runs never collide
     width, height = fig.size_inches("two")
-    assert png_size(out / "loss.png") == (round(width * DPI), round(height * DPI))
+    assert png_size(out / f"{stem}.png") == (round(width * DPI), round(height * DPI))
 
 
 @pytest.mark.parametrize(

@@ -84,13 +84,28 @@ def test_study_command_reuses_runs_and_writes_the_page(smoke_study, tiny_task, t
 
 def test_the_app_is_served_on_the_study_runs(monkeypatch, tmp_path, capsys):
     seen = {}
-    monkeypatch.setattr(study.subprocess, "call", lambda command: seen.setdefault("command", command) and 0)
+
+    class FakeApp:  # the app child: records its command, exits at once
+        def __init__(self, command):
+            seen["command"] = command
+
+        def wait(self, timeout=None):
+            return 0
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(study.subprocess, "Popen", FakeApp)
     assert study.serve_app(tmp_path, port=8765) == 0
     command = seen["command"]
     assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("app.py")
     assert command[-3:] == ["--", "--runs-dir", str(tmp_path)]
-    assert "--server.port" in command and "8765" in command
-    assert "http://localhost:8765" in capsys.readouterr().out
+    options = dict(zip(command[5:-3:2], command[6:-3:2], strict=True))
+    assert options["--server.port"] == "8765"
+    assert options["--server.address"] == "127.0.0.1"  # this machine only
+    assert options["--server.fileWatcherType"] == "none"
+    assert options["--browser.gatherUsageStats"] == "false"
+    assert "http://127.0.0.1:8765" in capsys.readouterr().out
 
 
 def test_sizes():

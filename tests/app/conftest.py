@@ -8,10 +8,15 @@ finished), a run whose table file is corrupt, and a directory whose manifest is 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +162,91 @@ def charts():
 @pytest.fixture(scope="session")
 def texts():
     return _texts
+
+
+# ---- the browser tests' kit: serving the app and driving Debian chromium ------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError("streamlit did not become healthy")
+
+
+@contextlib.contextmanager
+def _serve(runs_dir: Path):
+    """The app over `runs_dir` on a free port, started with the study's own command (127.0.0.1, the
+    file watcher off: what the README and `workbench study` run); yields its URL."""
+    from workbench.orchestration.study import app_command
+
+    port = _free_port()
+    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    process = subprocess.Popen(app_command(runs_dir, port=port), cwd=ROOT, env=env, **quiet)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(runs_dir, browser_kit):
+    """The app served over the fixture runs (one per module that drives a browser)."""
+    with browser_kit.serve(runs_dir) as url:
+        yield url
+
+
+def _wait_rendered(page, title: str) -> None:
+    """The page's title is shown and the script has stopped running."""
+    page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
+        timeout=60_000,
+    )
+    page.wait_for_timeout(800)  # let plotly finish drawing
+
+
+@pytest.fixture(scope="session")
+def browser_kit():
+    """What the browser tests share (test_app_browser.py, test_app_readable.py): `serve(runs_dir)` (a
+    context manager serving the app as the README does, yielding its URL), `wait_rendered(page, title)`,
+    and chromium's path and arguments. Skips, with the reason, where chromium or playwright is missing."""
+    from types import SimpleNamespace
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Debian chromium not installed at {CHROMIUM} (apt-get install -y chromium)")
+    pytest.importorskip("playwright", reason="pip install playwright (never `playwright install`)")
+    return SimpleNamespace(serve=_serve, wait_rendered=_wait_rendered, chromium=CHROMIUM, args=ARGS)

@@ -37,3 +37,25 @@ def run_of(synthetic_runs):
 @pytest.fixture
 def out_dir(tmp_path: Path) -> Path:
     return tmp_path / "figures"
+
+
+@pytest.fixture(scope="session")
+def six_runs(synthetic_runs, tmp_path_factory) -> list[RunReader]:
+    """The five synthetic runs and a second LoRA run (two runs of one method: same colour, own style)."""
+    runs_dir = tmp_path_factory.mktemp("six") / "runs"
+    again = write_synthetic_run(runs_dir, "lora", seed=7, run_id="synthetic-lora-again")
+    return [*synthetic_runs, RunReader(again)]
+
+
+@pytest.fixture(scope="session")
+def deep_run(tmp_path_factory):
+    """A synthetic run of a method with 30 blocks (labels that would overlap unless thinned)."""
+    runs_dir = tmp_path_factory.mktemp("deep") / "runs"
+    made: dict[str, RunReader] = {}
+
+    def get(method: str) -> RunReader:
+        if method not in made:
+            made[method] = RunReader(write_synthetic_run(runs_dir, method, layers=30, steps=2))
+        return made[method]
+
+    return get

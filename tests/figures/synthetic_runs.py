@@ -79,6 +79,7 @@ def write_synthetic_run(
             "rss_window_peak": 500 * 2**20,
         },
         fidelity_last=last_fidelity,
+        **({"saliency_source": "method"} if method in ("sage", "tokentune") else {}),
     )
     if status == "running":
         writer.flush()

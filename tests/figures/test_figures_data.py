@@ -134,7 +134,7 @@ def test_gradient_figures_share_one_scale(synthetic_runs) -> None:
     assert lo == pytest.approx(np.log10(heat.data["value"].min()))
     lines = wf.grad_lines(grads, "mean")
     assert set(lines.data["module"]) == {"q_proj", "k_proj", "v_proj", "o_proj"}  # lora_A counted as q_proj
-    assert lines.spec.dash == "run"
+    assert (lines.spec.color, lines.spec.facet) == ("run", "module")  # a line per run, a panel per module
 
 
 def test_memory_figures(run_of) -> None:

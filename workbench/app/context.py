@@ -14,6 +14,7 @@ CONTEXT_KEY = "_workbench_context"
 RUN_KEY = "run"  # session-state key of the sidebar's run picker (also set by chart selections)
 PICKED_KEY = "_picked_run"  # plain copy of the picked run (widget state does not survive st.switch_page)
 OPEN_RUN_KEY = "_open_run"  # set by a chart selection: go to the Runs page to show that run
+ROOT_KEY = "_runs_root"  # the directory this session was started on: the runs dir box stays inside it
 MAKE_RUN = "workbench run --model tiny-llama --task polarity --steps 20 --runs-dir {runs_dir}"
 
 
@@ -26,6 +27,7 @@ class AppContext:
     visible: pd.DataFrame  # readable runs that pass the filters, newest first
     run_id: str | None  # the picked run (None when no run is visible)
     error: str | None = None  # why the runs dir cannot be read
+    refused: str | None = None  # why the runs dir box's directory is not opened (markdown, escaped)
 
     @property
     def run(self) -> pd.Series | None:

@@ -122,8 +122,20 @@ def load_manifest(run_path: str) -> tuple[dict | None, str | None]:
 @st.cache_data(max_entries=256, show_spinner="Drawing...")
 def _figure(kind: str, sources: tuple, table: str, signatures: tuple, options: tuple) -> wf.Figure:
     tables = {label: _table(path, table, sig) for (label, path), sig in zip(sources, signatures, strict=True)}
-    frame = wf.label_runs(tables) if len(sources) > 1 or sources[0][0] else next(iter(tables.values()))
+    if len(sources) > 1 or sources[0][0]:  # runs side by side, each in its method's colour
+        frame = wf.label_runs(tables, methods={label: _method(path) for label, path in sources})
+    else:
+        frame = next(iter(tables.values()))
     return getattr(wf, kind)(frame, **dict(options))
+
+
+def _method(run_path: str) -> str | None:
+    """The run's method (its colour in figures), None when unreadable."""
+    try:
+        method = RunReader(run_path).config.get("method")
+    except StoreError:
+        return None
+    return method if isinstance(method, str) else None
 
 
 def figure(kind: str, runs: list[tuple[str, str]], table: str, /, **options: Any) -> wf.Figure:

@@ -1,13 +1,21 @@
-"""The sidebar every page shares: runs dir, filters by model / task / method, and the run picker."""
+"""The sidebar every page shares: runs dir, filters by model / task / method, and the run picker.
+
+The runs dir box opens the directory the app was started on and its subdirectories only, unless the app
+was started with `--allow-any-dir` (options.py); a directory outside is neither listed nor read.
+"""
 
 from __future__ import annotations
+
+import sys
 
 import pandas as pd
 import streamlit as st
 
-from workbench.app.context import CONTEXT_KEY, PICKED_KEY, RUN_KEY, AppContext
+from workbench.app.context import CONTEXT_KEY, PICKED_KEY, ROOT_KEY, RUN_KEY, AppContext
 from workbench.app.data import load_runs
+from workbench.app.options import app_options, refusal
 from workbench.store.schema import DEFAULT_RUNS_DIR
+from workbench.store.summary import runs_frame
 
 FILTERS = (("model", "Model"), ("task", "Task"), ("method", "Method"))
 LINK_KEY = "_run_link"  # the last ?run= value applied
@@ -44,16 +52,25 @@ def _apply_run_link(ids: list[str]) -> None:
 
 def render_sidebar() -> AppContext:
     """Draw the shared sidebar and store the resulting AppContext for the page."""
+    root = str(st.session_state.get(ROOT_KEY) or DEFAULT_RUNS_DIR)
+    allow_any = app_options(sys.argv[1:]).allow_any_dir
     st.sidebar.text_input(
         "Runs directory",
         key="runs_dir",
-        help="A run store directory (`streamlit run app.py -- --runs-dir DIR`).",
+        help="A run store directory: "
+        + ("any directory" if allow_any else "the one the app was started on or one of its subdirectories")
+        + " (`streamlit run app.py -- --runs-dir DIR`).",
     )
-    runs_dir = st.session_state["runs_dir"].strip() or DEFAULT_RUNS_DIR
-    runs, error = load_runs(runs_dir)
+    runs_dir = str(st.session_state.get("runs_dir") or "").strip() or root
+    refused = refusal(runs_dir, root, allow_any)
+    if refused:
+        st.sidebar.error(refused)
+        runs, error = runs_frame([]), None
+    else:
+        runs, error = load_runs(runs_dir)
     readable = runs[runs["status"] != "corrupt"]
     visible = _filter(readable).sort_values("created", ascending=False)
-    context = AppContext(runs_dir, runs, visible, None, error)
+    context = AppContext(runs_dir, runs, visible, None, error, refused)
     ids = list(visible["id"])
     if ids:
         _apply_run_link(ids)

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
 
-from workbench.app.context import AppContext, make_run_hint
-from workbench.app.data import load_table
+from workbench.app.context import AppContext, make_run_hint, pick_run
+from workbench.app.data import load_table, table_signature
+from workbench.app.text import md_code, md_code_block, md_escape
 from workbench.figures import Figure
 from workbench.figures.export import MIME, to_bytes
 
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
 DOWNLOAD_SIZE_KEY = "download_size"
 DOWNLOAD_FORMATS = ("png", "svg", "pdf", "html", "csv")
+JUMP_BUTTONS = 6  # buttons offering runs that recorded what a page shows
 
 # What to say when a run lacks a table, and which runs have it.
 MISSING = {
@@ -33,15 +39,27 @@ MISSING = {
 }
 
 
-def show_figure(fig: Figure, key: str, *, on_select: Callable[[], None] | None = None) -> None:
-    """A figure as an interactive chart, its note, and downloads of the figure and its data."""
+def show_figure(
+    fig: Figure,
+    key: str,
+    *,
+    on_select: Callable[[], None] | None = None,
+    decorate: Callable[[go.Figure], None] | None = None,
+) -> None:
+    """A figure as an interactive chart (its note as the subtitle), and downloads of it and its data.
+
+    `theme=None`: the figure's own colours and colour scales, not Streamlit's theme (which redraws a
+    heatmap's scale). `decorate` may add to the plotly figure (a ring around the picked run); the
+    downloads draw the figure itself."""
     if fig.empty:
-        st.info(fig.note or "Nothing recorded for this figure.")
+        st.info(md_escape(fig.note or "Nothing recorded for this figure."))
         return
-    if fig.note:
-        st.caption(fig.note)
+    # the figure's note (what a number is) is drawn on the chart itself, as its subtitle
     extra = {"on_select": on_select, "selection_mode": "points"} if on_select else {}
-    st.plotly_chart(fig.plotly(), key=key, width="stretch", config={"displaylogo": False}, **extra)
+    drawn = fig.plotly()
+    if decorate is not None:
+        decorate(drawn)
+    st.plotly_chart(drawn, key=key, width="stretch", theme=None, config={"displaylogo": False}, **extra)
     downloads(fig, key)
 
 
@@ -62,15 +80,18 @@ def downloads(fig: Figure, key: str) -> None:
 
 
 def require_runs(ctx: AppContext) -> bool:
-    """False (after saying why) when there is nothing to show: unreadable or empty runs dir."""
+    """False (after saying why) when there is nothing to show: a refused, unreadable or empty runs dir."""
+    if ctx.refused:
+        st.error(ctx.refused)
+        return False
     if ctx.error:
-        st.error(f"Cannot read the runs directory: {ctx.error}")
+        st.error(f"Cannot read the runs directory: {md_escape(ctx.error)}")
         return False
     if ctx.readable.empty:
         broken = len(ctx.runs)
         extra = f" ({broken} unreadable run directories are listed on the Runs page)" if broken else ""
         hint = make_run_hint(ctx.runs_dir)
-        st.info(f"No runs in `{ctx.runs_dir}` yet{extra}. Make one with:\n\n```\n{hint}\n```")
+        st.info(f"No runs in {md_code(ctx.runs_dir)} yet{extra}. Make one with:\n\n{md_code_block(hint)}")
         return False
     if ctx.visible.empty:
         st.info("No run matches the sidebar's filters.")
@@ -89,7 +110,8 @@ def run_table(ctx: AppContext, run: pd.Series, table: str, *, note: bool = True)
     """`table` of `run`, or None after a note (the run did not record it) or a warning (unreadable)."""
     result = load_table(run["path"], table)
     if result.error:
-        st.warning(f"Could not read table `{table}` of run {ctx.label(run['id'])}: {result.error}")
+        label, error = md_escape(ctx.label(run["id"])), md_escape(result.error)
+        st.warning(f"Could not read table `{table}` of run {label}: {error}")
         return None
     if result.empty:
         if note:
@@ -98,13 +120,43 @@ def run_table(ctx: AppContext, run: pd.Series, table: str, *, note: bool = True)
     return result.frame
 
 
+def runs_with_table(ctx: AppContext, table: str) -> list[str]:
+    """The visible runs (newest first) that recorded `table` (a part file on disk; not read)."""
+    runs = zip(ctx.visible["id"], ctx.visible["path"], strict=True)
+    return [str(run_id) for run_id, path in runs if table_signature(path, table)]
+
+
+def offer_runs_with(ctx: AppContext, table: str, *, limit: int = JUMP_BUTTONS) -> None:
+    """Buttons that pick a run which recorded `table` (the page then shows it), newest first."""
+    suitable = [i for i in runs_with_table(ctx, table) if i != ctx.run_id]
+    if not suitable:
+        st.caption("No run shown in the sidebar recorded it (clear the sidebar's filters, or make one).")
+        return
+    st.caption(f"Open one that did ({len(suitable)} shown in the sidebar):")
+    columns = st.columns(limit)
+    for column, run_id in zip(columns, suitable[:limit], strict=False):
+        column.button(
+            md_escape(ctx.label(run_id)),
+            key=f"jump-{table}-{run_id}",
+            on_click=pick_run,
+            args=(run_id,),
+            help=f"Pick run {md_escape(run_id)}",
+            width="stretch",
+        )
+    if len(suitable) > limit:
+        st.caption(f"... and {len(suitable) - limit} more: pick one in the sidebar.")
+
+
 def picked_run_table(ctx: AppContext, table: str) -> tuple[pd.Series, pd.DataFrame] | None:
-    """The picked run and its `table`, under a caption naming the run; None after saying why not."""
+    """The picked run and its `table`, under a caption naming the run; None after saying why not (and,
+    for a run that did not record it, buttons that pick one that did)."""
     run = require_run(ctx)
     if run is None:
         return None
-    st.caption(f"Run {ctx.label(run['id'])} · method {run['method']}")
+    st.caption(f"Run {md_escape(ctx.label(run['id']))} · method {md_escape(run['method'])}")
     frame = run_table(ctx, run, table)
+    if frame is None and not load_table(run["path"], table).error:
+        offer_runs_with(ctx, table)
     return None if frame is None else (run, frame)
 
 

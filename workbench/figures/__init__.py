@@ -15,6 +15,7 @@ Figure kinds and functions:
     saliency_heatmap         saliency_heatmap(saliency, step, sample)   block x token scores, chosen marked
     token_budget             token_budget(saliency, step)               tokens kept per block (p)
     position_selection       position_selection(saliency, step, span)   chosen share by relative position
+                             (each takes source=, method=: the run's saliency_source says "would choose")
     block_grid, block_share  block_grid(blocks, step, value), block_share(blocks, step)     SMT
     warmup_grads             warmup_grads(grads, blocks)                SMT median |grad| per layer
     row_importance           row_importance(rows, step)                 SPSFT importance distributions
@@ -28,7 +29,9 @@ Figure kinds and functions:
     memory_sweep             memory_sweep(sweep, source, category)      vs length / batch size, OOM marked
     metric_curves            metric_curves(metrics, name, split)        loss / accuracy over steps
     time_phases              time_phases(timing)                        seconds per phase
-Multi-run tables carry a `run` column (`label_runs({label: table})`) and draw runs side by side.
+Multi-run tables carry a `run` column (`label_runs({label: table})`) and draw runs side by side;
+`label_runs(..., methods={label: method})` adds each run's method, so a run keeps its method's colour
+(the trade-off plots' colour) in every figure, several runs of one method told apart by line style.
 
 A figure of your own (an analysis's ratio plot) is a `Figure(kind, title, data, spec)` with one of the
 typed specs `LinesSpec`, `BarsSpec`, `HeatmapSpec`, `ScatterSpec`, `BoxSpec` (frozen dataclasses: a

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from workbench.figures.specs import ChartSpec, GroupSpec, LinesSpec
-from workbench.figures.style import LEGEND_COLUMNS, LEGEND_ROW_INCHES, SIZES, ordered
+from workbench.figures.panels import legend_labels
+from workbench.figures.specs import ChartSpec, LinesSpec
+from workbench.figures.style import LEGEND_ROW_INCHES, SIZES, legend_columns, ordered
 
 if TYPE_CHECKING:
     import matplotlib.figure
@@ -62,19 +63,16 @@ class Figure:
             raise ValueError(f"unknown figure size {size!r}; sizes: {', '.join(SIZES)}")
         width, row_height = SIZES[size]
         rows, _ = self.grid(size)
-        height = row_height * self.spec.row_height * rows + self._legend_inches()
+        height = row_height * self.spec.row_height * rows + self.legend_inches(size)
         return width, round(min(max(height, 1.2), 9.5), 2)
 
-    def _legend_inches(self) -> float:
-        """Room above the panels for the legend: one row per LEGEND_COLUMNS colour / dash entries."""
-        if not self.spec.legend:
+    def legend_inches(self, size: str = "one") -> float:
+        """Room above the panels for the paper legend: its rows at the columns that fit the width."""
+        labels = legend_labels(self)
+        if not labels:
             return 0.0
-        keys = [self.spec.color] if isinstance(self.spec, GroupSpec) else []
-        if isinstance(self.spec, LinesSpec):
-            keys.append(self.spec.dash)
-        entries = sum(self.data[key].nunique() for key in keys if key and key in self.data)
-        rows = max(1, math.ceil(entries / LEGEND_COLUMNS))
-        return 0.35 + LEGEND_ROW_INCHES * (rows - 1)
+        columns = legend_columns(labels, SIZES[size][0])
+        return 0.35 + LEGEND_ROW_INCHES * (math.ceil(len(labels) / columns) - 1)
 
     def plotly(self) -> go.Figure:
         """An interactive plotly figure (the app, HTML export)."""

@@ -51,7 +51,12 @@ def block_grid(blocks: pd.DataFrame, step: int | None = None, value: str = "sele
         legend=False,
         row_height=0.8,
     )
-    return Figure("block_grid", f"{title} (step {step})", data, spec)
+    note = (
+        "green: a chosen block, grey: not chosen; each layer's column blocks side by side"
+        if chosen
+        else "colour: each block's score (SMT's selection criterion); each layer's column blocks side by side"
+    )
+    return Figure("block_grid", f"{title} (step {step})", data, spec, note)
 
 
 def block_share(blocks: pd.DataFrame, step: int | None = None) -> Figure:

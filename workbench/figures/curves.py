@@ -7,6 +7,7 @@ import pandas as pd
 from workbench.figures.base import Figure, empty_figure
 from workbench.figures.data import downsample
 from workbench.figures.specs import BarsSpec, LinesSpec
+from workbench.figures.style import few_recorded, run_order, run_styles
 
 PHASE_ORDER = ("warmup", "importance", "forward", "backward", "optimizer", "eval")
 SCORES = ("accuracy", "exact_match")  # what an evaluation's score is called, by train.eval_metric
@@ -21,9 +22,12 @@ def metric_curves(
 ) -> Figure:
     """One metric (loss, accuracy, lr ...) over steps, one line per run. Accuracy is drawn in % with
     each evaluation's 95% Wilson interval as an error bar (the `accuracy_low` / `accuracy_high` rows
-    the training loop records beside it)."""
+    the training loop records beside it). A `method` column (label_runs(..., methods=)) draws each run
+    in its method's colour; a few evaluations with gaps between them (before and after) put only the
+    evaluated steps on the axis, as categories."""
     title = f"{name} over steps"
     df = _with_run(metrics)
+    palette, variants = run_styles(df)
     if split is not None:
         df = df[df["split"] == split]
     label = name
@@ -45,6 +49,10 @@ def metric_curves(
         x="step",
         y="value",
         color="run",
+        color_order=run_order(df),
+        colors=palette,
+        variants=variants,
+        x_categorical=few_recorded(data["step"]),
         markers=data["step"].nunique() <= 30,
         xlabel="step",
         ylabel=f"{label} (%)" if name == "accuracy" else name,
@@ -59,11 +67,12 @@ def metric_curves(
 
 def time_phases(timing: pd.DataFrame) -> Figure:
     """Wall time per phase (selection phases, forward, backward, optimizer, evaluation): total
-    seconds and seconds per step, grouped by run."""
+    seconds and seconds per step, grouped by run (each in its method's colour with a `method` column)."""
     title = "Time per phase"
     df = _with_run(timing)
     if df.empty:
         return empty_figure("time_phases", title, "no timing recorded")
+    palette, variants = run_styles(df)
     data = (
         df.groupby(["run", "phase"])
         .agg(seconds=("seconds", "sum"), per_step=("seconds", "mean"), count=("seconds", "size"))
@@ -75,6 +84,9 @@ def time_phases(timing: pd.DataFrame) -> Figure:
         x_categorical=True,
         y="seconds",
         color="run",
+        color_order=run_order(df),
+        colors=palette,
+        variants=variants,
         stacked=False,
         xlabel="phase",
         ylabel="seconds (total)",

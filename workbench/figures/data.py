@@ -10,9 +10,22 @@ import pandas as pd
 MIB = 2**20
 
 
-def label_runs(tables: Mapping[str, pd.DataFrame], column: str = "run") -> pd.DataFrame:
-    """One long DataFrame from {run label: table}, with the label in `column` (for side-by-side views)."""
-    parts = [df.assign(**{column: label}) for label, df in tables.items() if df is not None and len(df)]
+def label_runs(
+    tables: Mapping[str, pd.DataFrame], column: str = "run", *, methods: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """One long DataFrame from {run label: table}, with the label in `column` (for side-by-side views).
+
+    `methods` ({run label: method}) adds a `method` column (where a table has none of its own): figures
+    then draw each run in its method's colour, the colour that method has on the trade-off plots."""
+    methods = methods or {}
+    parts = [
+        df.assign(
+            **{column: label},
+            **({"method": methods[label]} if label in methods and "method" not in df else {}),
+        )
+        for label, df in tables.items()
+        if df is not None and len(df)
+    ]
     if not parts:
         first = next(iter(tables.values()), pd.DataFrame())
         return (

@@ -2,7 +2,10 @@
 
 Figures are made with the object API (never pyplot), so drawing is safe off the main thread (the
 app's lazy downloads) and leaves no global state behind. Style comes from `style.PAPER_RC`, applied
-only inside `rc_context` here and in export.
+only inside `rc_context` here and in export. The legend sits above the panels in as many columns as
+fit the paper width (never cut off at an edge); tick labels are thinned to every k-th so they never
+overlap; heatmap cells are drawn with their edges in their own colour, so PDF viewers show no light
+seams between rows; chosen cells get a thin border inside the cell, which keeps its colour visible.
 """
 
 from __future__ import annotations
@@ -13,20 +16,35 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.collections import PatchCollection
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure as MplFigure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
-from workbench.figures.heatgrid import heat_grid, z_range
-from workbench.figures.panels import colors, groups, panel_xlabel, panels, symbols
+from workbench.figures.heatgrid import category_label, heat_grid, z_range
+from workbench.figures.panels import colors, groups, panel_xlabel, panels, symbols, variant, x_categories
 from workbench.figures.specs import BarsSpec, BoxSpec, GroupSpec, HeatmapSpec, LinesSpec, ScatterSpec
-from workbench.figures.style import LEGEND_COLUMNS, MARK_COLOR, PAPER_RC, ordered
+from workbench.figures.style import (
+    MARK_COLOR,
+    MPL_DASHES,
+    MPL_HATCHES,
+    PAPER_RC,
+    SYMBOLS,
+    label_step,
+    legend_columns,
+    ordered,
+    text_width,
+    thinned,
+    wrap_title,
+)
 
 if TYPE_CHECKING:  # Figure.plotly() / .matplotlib() call into this module
     from workbench.figures.base import Figure
 
-MAX_TICK_LABELS = 64  # token labels beyond this many are thinned out (every k-th)
-DASHES = ["-", "--", ":", "-.", (0, (5, 1))]
+DASHES = MPL_DASHES
+TICK_PT = 6.0  # PAPER_RC's tick label size
+TOKEN_PT = 4.0  # token labels (rotated) under a saliency heatmap
 
 
 def draw(fig: Figure, size: str = "one") -> MplFigure:
@@ -40,12 +58,17 @@ def draw(fig: Figure, size: str = "one") -> MplFigure:
             return out
         spec, (rows, cols) = fig.spec, fig.grid(size)
         axes = out.subplots(rows, cols, squeeze=False, sharey=isinstance(spec, GroupSpec) and spec.share_y)
+        width, height = fig.size_inches(size)
+        room = (  # a panel's width and height in points, roughly (labels, colour bar, legend taken off)
+            72 * (width - 0.5 - 0.45 * isinstance(spec, HeatmapSpec)) / cols - 12,
+            72 * (height - fig.legend_inches(size) - 0.3) / rows - 30,
+        )
         used = set()
         for value, part, r, c in panels(fig, size):
             ax = axes[r - 1][c - 1]
             used.add((r, c))
-            DRAWERS[type(spec)](fig, spec, ax, part)
-            ax.set_title("" if value is None else str(value))
+            DRAWERS[type(spec)](fig, spec, ax, part, room)
+            ax.set_title("" if value is None else wrap_title(value, room[0], 7))
             ax.set_xlabel(panel_xlabel(fig, value))
             if c == 1:
                 ax.set_ylabel(spec.y_title)
@@ -54,11 +77,12 @@ def draw(fig: Figure, size: str = "one") -> MplFigure:
                 if (r + 1, c + 1) not in used:
                     axes[r][c].set_axis_off()
         if spec.legend:
-            _legend(out, axes)
+            _legend(out, axes, width)
         return out
 
 
-def _legend(out: MplFigure, axes: np.ndarray) -> None:
+def _legend(out: MplFigure, axes: np.ndarray, width: float) -> None:
+    """One legend above the panels, in as many columns as fit `width` inches."""
     handles: dict[str, Any] = {}
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -69,10 +93,25 @@ def _legend(out: MplFigure, axes: np.ndarray) -> None:
             list(handles.values()),
             list(handles.keys()),
             loc="outside upper center",
-            ncols=min(len(handles), LEGEND_COLUMNS),
+            ncols=legend_columns(handles, width),
             handlelength=1.5,
             columnspacing=1.0,
         )
+
+
+def _xpos(s: Any, fig: Figure, values: pd.Series) -> Any:
+    """x as drawn: the position of each category on a categorical axis (few recorded steps), else x."""
+    if not s.x_categorical:
+        return values
+    index = {v: i for i, v in enumerate(x_categories(fig))}
+    return values.map(index).to_numpy(dtype=float)
+
+
+def _category_ticks(ax: Axes, labels: list[str], room: float, rotated: bool = False, font: float = TICK_PT):
+    """Tick labels at 0..n-1, every k-th so they never overlap in `room` points."""
+    need = font + 1.5 if rotated else max((text_width(t, font) for t in labels), default=0) + 4
+    picks = thinned(len(labels), label_step(len(labels), room, need))
+    ax.set_xticks(picks, [labels[i] for i in picks], rotation=90 if rotated else 0, fontsize=font)
 
 
 def _yerr(s: GroupSpec, data: pd.DataFrame) -> np.ndarray | None:
@@ -81,32 +120,36 @@ def _yerr(s: GroupSpec, data: pd.DataFrame) -> np.ndarray | None:
     return None if bars is None else np.vstack([bars[0].to_numpy(float), bars[1].to_numpy(float)])
 
 
-def _lines(fig: Figure, s: LinesSpec, ax: Axes, part: pd.DataFrame) -> None:
+def _lines(fig: Figure, s: LinesSpec, ax: Axes, part: pd.DataFrame, room: tuple[float, float]) -> None:
     palette = colors(s, fig.data)
     dash_values = ordered(fig.data[s.dash]) if s.dash else [None]
     top = part[s.y].max() if part[s.y].notna().any() else 1.0
+    many = fig.data[s.x].nunique() > 30
     for color_value, group in groups(s, fig.data, part, s.color):
+        k = variant(s, color_value)  # the k-th run of its method: own line style (or marker, with dashes)
+        marked = s.markers or (s.dash is not None and k > 0)
         for dash_value, sub in groups(s, fig.data, group, s.dash):
             ok = sub[~sub[s.flag]] if s.flag else sub
+            dash = dash_values.index(dash_value) if s.dash else k
             ax.errorbar(
-                ok[s.x],
+                _xpos(s, fig, ok[s.x]),
                 ok[s.y],
                 yerr=_yerr(s, ok),
                 color=palette.get(color_value),
-                linestyle=DASHES[dash_values.index(dash_value) % len(DASHES)],
-                marker="o" if s.markers else None,
+                linestyle=DASHES[dash % len(DASHES)],
+                marker=SYMBOLS[k % len(SYMBOLS)][1] if marked else None,
+                markevery=max(1, len(ok) // 12) if many else None,
                 capsize=1.5,
                 elinewidth=0.5,
                 label="_" if s.dash else str(color_value if color_value is not None else s.y),
             )
             bad = sub[sub[s.flag]] if s.flag else sub.iloc[:0]
             if len(bad):
-                ax.scatter(
-                    bad[s.x], [top * 1.08] * len(bad), marker="x", color=palette.get(color_value), s=18
-                )
+                bx = _xpos(s, fig, bad[s.x])
+                ax.scatter(bx, [top * 1.08] * len(bad), marker="x", color=palette.get(color_value), s=18)
                 ax.annotate(
                     "OOM",
-                    (bad[s.x].iloc[0], top * 1.08),
+                    (np.asarray(bx)[0], top * 1.08),
                     textcoords="offset points",
                     xytext=(0, 4),
                     ha="center",
@@ -114,11 +157,27 @@ def _lines(fig: Figure, s: LinesSpec, ax: Axes, part: pd.DataFrame) -> None:
                 )
     if s.dash:  # colours and dashes keyed apart: n + m legend entries, not n x m
         for color_value, _ in groups(s, fig.data, part, s.color):
-            ax.plot([], [], color=palette.get(color_value), label=str(color_value))
+            k = variant(s, color_value)
+            marker = SYMBOLS[k % len(SYMBOLS)][1] if k > 0 or s.markers else None
+            ax.plot([], [], color=palette.get(color_value), marker=marker, label=str(color_value))
         for dash_value in dash_values:
             style = DASHES[dash_values.index(dash_value) % len(DASHES)]
             ax.plot([], [], color="#555555", linestyle=style, label=str(dash_value))
+    if s.x_categorical:
+        _category_ticks(ax, [category_label(v) for v in x_categories(fig)], room[0])
+    else:
+        _integer_ticks(ax, part[s.x], room[0])
     _scales(ax, s, part[s.x].dropna().tolist())
+
+
+def _integer_ticks(ax: Axes, x: pd.Series, room: float) -> None:
+    """Whole-number x (layers): a tick every k-th value, so labels never overlap."""
+    if not pd.api.types.is_integer_dtype(x) or x.empty:
+        return
+    lo, hi = int(x.min()), int(x.max())
+    need = max(text_width(lo, TICK_PT), text_width(hi, TICK_PT)) + 4
+    k = label_step(hi - lo + 1, room, need)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=max(1, (hi - lo) // k + 1), integer=True, min_n_ticks=1))
 
 
 def _scales(ax: Axes, s: GroupSpec, xs: Any = None) -> None:
@@ -140,12 +199,7 @@ def _categories(part: pd.DataFrame, x: str, order: tuple[Any, ...] = ()) -> tupl
     return values, {v: i for i, v in enumerate(values)}
 
 
-def _set_category_ticks(ax: Axes, values: list[Any]) -> None:
-    step = max(1, int(np.ceil(len(values) / 16)))
-    ax.set_xticks(range(0, len(values), step), [str(v) for v in values[::step]])
-
-
-def _bars(fig: Figure, s: BarsSpec, ax: Axes, part: pd.DataFrame) -> None:
+def _bars(fig: Figure, s: BarsSpec, ax: Axes, part: pd.DataFrame, room: tuple[float, float]) -> None:
     palette = colors(s, fig.data)
     values, index = _categories(part, s.x, s.x_order)
     bar_groups = groups(s, fig.data, part, s.color)
@@ -167,10 +221,11 @@ def _bars(fig: Figure, s: BarsSpec, ax: Axes, part: pd.DataFrame) -> None:
             yerr=yerr,
             error_kw=dict(lw=0.6, capsize=1.5),
             linewidth=0,
+            hatch=MPL_HATCHES[variant(s, color_value) % len(MPL_HATCHES)] or None,
         )
         if s.stacked:
             np.add.at(bottom, pos.astype(int), np.nan_to_num(heights))
-    _set_category_ticks(ax, values)
+    _category_ticks(ax, [category_label(v) for v in values], room[0])
     _scales(ax, s)
 
 
@@ -183,46 +238,44 @@ def _cmap(s: HeatmapSpec) -> Any:
     return cmap.reversed() if reverse else cmap
 
 
-def _heatmap(fig: Figure, s: HeatmapSpec, ax: Axes, part: pd.DataFrame) -> None:
-    g = heat_grid(part, s)
+def _heatmap(fig: Figure, s: HeatmapSpec, ax: Axes, part: pd.DataFrame, room: tuple[float, float]) -> None:
+    g = heat_grid(part, s, x_categories(fig) if s.x_categorical else None)
     if g is None:
         return
     zmin, zmax = z_range(fig.data, s)
-    # pcolormesh, never imshow: every cell stays a vector rectangle in PDF/SVG
+    x_edges, y_edges = _edges(g.xs), _edges(g.ys)
+    # pcolormesh, never imshow: every cell stays a vector rectangle in PDF/SVG; each cell's edge is
+    # drawn in its own colour, so neighbouring cells overlap and no light seam shows between rows
     mesh = ax.pcolormesh(
-        _edges(g.xs),
-        _edges(g.ys),
+        x_edges,
+        y_edges,
         np.ma.masked_invalid(g.z),
         cmap=_cmap(s),
         vmin=zmin,
         vmax=zmax,
         shading="flat",
-        linewidth=0,
+        edgecolors="face",
+        linewidth=0.3,
+        antialiased=False,
     )
     mesh.set_rasterized(False)
     if g.marks is not None and len(g.marks[0]):
-        ax.scatter(
-            g.marks[0],
-            g.marks[1],
-            s=4,
-            facecolors="none",
-            edgecolors=MARK_COLOR,
-            linewidths=0.5,
-            label=s.mark_label,
-        )
+        _mark_cells(ax, g.marks, g.xs, g.ys, x_edges, y_edges)
+        ax.plot([], [], marker="s", linestyle="none", markerfacecolor="none", markeredgecolor=MARK_COLOR,
+                markeredgewidth=0.6, label=s.mark_label)  # fmt: skip
     if g.tick_pos is not None:
-        step = max(1, int(np.ceil(len(g.tick_pos) / MAX_TICK_LABELS)))
         small = bool(s.x_text)
+        need = TOKEN_PT + 1.5 if small else max(text_width(t, TICK_PT) for t in g.tick_text) + 4
+        k = label_step(len(g.tick_pos), room[0], need)
+        keep = thinned(len(g.tick_pos), k) if g.x_values is not None else range(0, len(g.tick_pos), k)
         ax.set_xticks(
-            g.tick_pos[::step],
-            g.tick_text[::step],
+            [g.tick_pos[i] for i in keep],
+            [g.tick_text[i] for i in keep],
             rotation=90 if small else 0,
-            fontsize=4 if small else None,
+            fontsize=TOKEN_PT if small else None,
         )
-    if len(g.ys) <= 40:
-        ax.set_yticks(g.ys, [str(y) for y in g.ys])
-    else:
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    k = label_step(len(g.ys), room[1], TICK_PT + 1.5)
+    ax.set_yticks(g.ys[::k], [str(y) for y in g.ys[::k]])
     if g.tick_pos is None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if s.y_reversed:
@@ -234,6 +287,24 @@ def _heatmap(fig: Figure, s: HeatmapSpec, ax: Axes, part: pd.DataFrame) -> None:
         bar.outline.set_linewidth(0.4)
 
 
+def _mark_cells(
+    ax: Axes,
+    marks: tuple[np.ndarray, np.ndarray],
+    xs: np.ndarray,
+    ys: np.ndarray,
+    x_edges: np.ndarray,
+    y_edges: np.ndarray,
+) -> None:
+    """A thin border just inside each marked cell (chosen tokens): the cell's colour stays visible."""
+    xi = np.clip(np.searchsorted(xs, marks[0]), 0, len(xs) - 1)
+    yi = np.clip(np.searchsorted(ys, marks[1]), 0, len(ys) - 1)
+    rects = []
+    for i, j in zip(xi, yi, strict=True):
+        w, h = x_edges[i + 1] - x_edges[i], y_edges[j + 1] - y_edges[j]
+        rects.append(Rectangle((x_edges[i] + 0.12 * w, y_edges[j] + 0.12 * h), 0.76 * w, 0.76 * h))
+    ax.add_collection(PatchCollection(rects, facecolor="none", edgecolor=MARK_COLOR, linewidth=0.5, zorder=3))
+
+
 def _edges(centres: np.ndarray) -> np.ndarray:
     """Cell edges around sorted centres (half-way between neighbours)."""
     c = np.asarray(centres, dtype=float)
@@ -243,7 +314,7 @@ def _edges(centres: np.ndarray) -> np.ndarray:
     return np.concatenate([[c[0] - (mid[0] - c[0])], mid, [c[-1] + (c[-1] - mid[-1])]])
 
 
-def _scatter(fig: Figure, s: ScatterSpec, ax: Axes, part: pd.DataFrame) -> None:
+def _scatter(fig: Figure, s: ScatterSpec, ax: Axes, part: pd.DataFrame, room: tuple[float, float]) -> None:
     palette = colors(s, fig.data)
     shapes = symbols(s.symbol, fig.data)
     for color_value, group in groups(s, fig.data, part, s.color):
@@ -289,7 +360,7 @@ def _scatter(fig: Figure, s: ScatterSpec, ax: Axes, part: pd.DataFrame) -> None:
     _scales(ax, s)
 
 
-def _box(fig: Figure, s: BoxSpec, ax: Axes, part: pd.DataFrame) -> None:
+def _box(fig: Figure, s: BoxSpec, ax: Axes, part: pd.DataFrame, room: tuple[float, float]) -> None:
     palette = colors(s, fig.data)
     values, index = _categories(part, s.x)
     box_groups = groups(s, fig.data, part, s.color)
@@ -320,7 +391,7 @@ def _box(fig: Figure, s: BoxSpec, ax: Axes, part: pd.DataFrame) -> None:
             manage_ticks=False,
         )
         ax.plot([], [], color=color, linewidth=4, label=str(color_value))
-    _set_category_ticks(ax, values)
+    _category_ticks(ax, [category_label(v) for v in values], room[0])
     _scales(ax, s)
 
 

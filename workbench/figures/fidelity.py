@@ -13,7 +13,7 @@ import pandas as pd
 from workbench.figures.base import Figure, empty_figure
 from workbench.figures.data import MIB, downsample, pareto_front
 from workbench.figures.specs import HeatmapSpec, LinesSpec, ScatterSpec
-from workbench.figures.style import method_colors
+from workbench.figures.style import few_recorded, method_colors, run_order, run_styles
 from workbench.stats import mean_interval
 from workbench.store.summary import MEMORY_SOURCES, configuration_name
 
@@ -47,16 +47,13 @@ def fidelity_heatmap(fidelity: pd.DataFrame, *, max_points: int | None = 400) ->
     label = _label(df)
     data = df.groupby(["run", "step", "layer"])["value"].mean().reset_index()
     data, thinned = downsample(data, "step", "value", ["run", "layer"], max_points=max_points)
-    # the recorded steps side by side (every 10th step would otherwise be a thin stripe among gaps)
-    steps = sorted(data["step"].unique())
-    data["recorded"] = data["step"].map({step: i for i, step in enumerate(steps)})
-    data["step_label"] = data["step"].map(lambda s: f"{s:g}")
     spec = HeatmapSpec(
-        x="recorded",
-        x_text="step_label",
+        x="step",
+        x_categorical=True,  # the recorded steps side by side (every 10th step: no stripes among gaps)
         y="layer",
         z="value",
         facet="run",
+        facet_order=run_order(df),
         wrap=2,
         xlabel="step",
         ylabel="layer",
@@ -72,8 +69,9 @@ def fidelity_heatmap(fidelity: pd.DataFrame, *, max_points: int | None = 400) ->
 
 
 def fidelity_lines(fidelity: pd.DataFrame, *, max_points: int | None = 400) -> Figure:
-    """Whole-model fidelity over steps, one colour per run: the headline statistic, and for SMT / SPSFT
-    the oracle's coverage at the same budget (dashed) beside the chosen blocks' or rows'."""
+    """Whole-model fidelity over steps, one line per run (in its method's colour with a `method`
+    column): the headline statistic, and for SMT / SPSFT the oracle's coverage at the same budget
+    (dashed) beside the chosen blocks' or rows'. A few recorded steps are drawn as categories."""
     title = "Gradient fidelity over steps (whole model)"
     df = fidelity if "run" in fidelity else fidelity.assign(run="run")
     df = df[(df["layer"] == -1) & df["stat"].isin([*HEADLINE, "oracle_coverage"])] if len(df) else df
@@ -81,10 +79,15 @@ def fidelity_lines(fidelity: pd.DataFrame, *, max_points: int | None = 400) -> F
         return empty_figure("fidelity_lines", title, "no fidelity recorded (record.fidelity)")
     data = df[["run", "step", "stat", "value"]].reset_index(drop=True)
     data, thinned = downsample(data, "step", "value", ["run", "stat"], max_points=max_points)
+    palette, variants = run_styles(df)
     spec = LinesSpec(
         x="step",
         y="value",
         color="run",
+        color_order=run_order(df),
+        colors=palette,
+        variants=variants,
+        x_categorical=few_recorded(data["step"]),
         dash="stat" if data["stat"].nunique() > 1 else None,
         markers=data["step"].nunique() <= 30,
         xlabel="step",

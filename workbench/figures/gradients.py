@@ -1,7 +1,9 @@
 """Gradient magnitude per block and module over steps, from the `grads` table (one run or several).
 
 Columns used: step, layer, module, stat, value, and `run` when several runs are stacked with
-`data.label_runs` (each run gets its own panel or line style; colour scales are shared, so runs compare).
+`data.label_runs` (each run gets its own panel, or its own line in its method's colour with a `method`
+column; colour scales are shared, so runs compare). A few recorded steps with gaps between them
+(gradients every 10 steps) are drawn as categories: only the recorded steps on the axis.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from workbench.figures.base import Figure, empty_figure
 from workbench.figures.blocks import WARMUP_PHASE
 from workbench.figures.data import downsample
 from workbench.figures.specs import HeatmapSpec, LinesSpec
-from workbench.figures.style import MODULE_ORDER, projection
+from workbench.figures.style import MODULE_ORDER, few_recorded, projection, run_order, run_styles
 
 PREFERRED_STATS = ("norm", "mean", "median", "max")  # of |g|, as the grads recorder writes them
 
@@ -74,8 +76,10 @@ def grad_heatmap(
         x="step",
         y="layer",
         z="value",
+        x_categorical=few_recorded(data["step"]),
         log_z=bool((data["value"] > 0).any()),
         facet="run",
+        facet_order=run_order(df),
         wrap=2,
         xlabel="step",
         ylabel="layer",
@@ -90,20 +94,29 @@ def grad_heatmap(
 
 
 def grad_lines(grads: pd.DataFrame, stat: str | None = None, *, max_points: int | None = 400) -> Figure:
-    """A gradient statistic per module over steps (layers combined), colour per module, one line
-    style per run: which projections learn, and how that compares between runs."""
+    """A gradient statistic per module over steps (layers combined): which projections learn. One run:
+    a line per module. Several runs: one panel per module, a line per run in its method's colour (with a
+    `method` column), so the legend has one entry per run however many modules there are."""
     title = "Gradient magnitude per module over steps"
     df, stat = _prepare(grads, stat)
     if df.empty:
         return empty_figure("grad_lines", title, "no gradient statistics recorded")
     data = _combine(df, ["run", "module", "step"], stat)
     data, thinned = downsample(data, "step", "value", ["run", "module"], max_points=max_points)
+    several = data["run"].nunique() > 1
+    palette, variants = run_styles(df) if several else ({}, {})
     spec = LinesSpec(
         x="step",
         y="value",
-        color="module",
-        color_order=MODULE_ORDER,
-        dash="run" if data["run"].nunique() > 1 else None,
+        color="run" if several else "module",
+        color_order=run_order(df) if several else MODULE_ORDER,
+        colors=palette,
+        variants=variants,
+        facet="module" if several else None,
+        facet_order=MODULE_ORDER,
+        wrap=2,
+        x_categorical=few_recorded(data["step"]),
+        markers=data["step"].nunique() <= 30,
         log_y=bool((data["value"] > 0).all()),
         xlabel="step",
         ylabel=stat,

@@ -5,11 +5,14 @@
         export(fig, "out", stem=stem)
 
 A kind is either per run (one figure for each run that recorded its tables) or across runs (one
-figure over all the runs given). The app builds the same figures through the same functions.
+figure over all the runs given; the trade-off kinds, which compare runs, need at least two). Every
+file stem names the run ids it draws, so figures of different runs exported to one folder never
+overwrite each other. The app builds the same figures through the same functions.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +41,7 @@ class FigureKind:
     tables: tuple[str, ...]  # store tables read; () = manifests only
     per_run: bool  # one figure per run (True) or one across all runs (False)
     build: Callable[[Sequence[Any]], Any]  # runs (RunReader) -> Figure
+    min_runs: int = 1  # fewer usable runs draw nothing (a trade-off of one run is one point)
 
 
 FIGURES: Registry[FigureKind] = Registry("figure kind")
@@ -49,47 +53,63 @@ def run_labels(runs: Sequence[Any]) -> list[str]:
     return [r.name if names.count(r.name) == 1 else r.id for r in runs]
 
 
+def run_method(run: Any) -> str | None:
+    """The method of a run (RunReader), None when its config names none."""
+    config = getattr(run, "config", None)
+    method = config.get("method") if isinstance(config, dict) else None
+    return str(method) if method else None
+
+
 def labelled(runs: Sequence[Any], table: str) -> pd.DataFrame:
-    """`table` of every run stacked, with a `run` label column."""
-    return label_runs(dict(zip(run_labels(runs), (r.table(table) for r in runs), strict=True)))
+    """`table` of every run stacked, with a `run` label column and each run's `method` (figures draw a
+    run in its method's colour, the colour it has on the trade-off plots)."""
+    labels = run_labels(runs)
+    methods = {label: m for label, r in zip(labels, runs, strict=True) if (m := run_method(r))}
+    return label_runs(dict(zip(labels, (r.table(table) for r in runs), strict=True)), methods=methods)
 
 
-def _kind(name: str, help: str, tables: tuple[str, ...], per_run: bool) -> Callable:
+def _selection(run: Any) -> dict[str, Any]:
+    """What a run's saliency marks are: its summary's `saliency_source` and its method."""
+    summary = getattr(run, "summary", None) or {}
+    return {"source": summary.get("saliency_source"), "method": run_method(run)}
+
+
+def _kind(name: str, help: str, tables: tuple[str, ...], per_run: bool, min_runs: int = 1) -> Callable:
     def decorator(build: Callable[[Sequence[Any]], Any]) -> Callable:
-        FIGURES.register(name)(FigureKind(name, help, tables, per_run, build))
+        FIGURES.register(name)(FigureKind(name, help, tables, per_run, build, min_runs))
         return build
 
     return decorator
 
 
-@_kind("tradeoff", "memory (total logical) vs accuracy, Pareto frontier", (), False)
+@_kind("tradeoff", "memory (total logical) vs accuracy, Pareto frontier", (), False, min_runs=2)
 def _tradeoff(runs: Sequence[Any]) -> Any:
     return tradeoff(runs_frame(runs), "total_logical")
 
 
-@_kind("tradeoff_saved", "saved-activation memory vs accuracy, Pareto frontier", (), False)
+@_kind("tradeoff_saved", "saved-activation memory vs accuracy, Pareto frontier", (), False, min_runs=2)
 def _tradeoff_saved(runs: Sequence[Any]) -> Any:
     return tradeoff(runs_frame(runs), "saved_activations")
 
 
-@_kind("step_time", "median step time vs accuracy, Pareto frontier", (), False)
+@_kind("step_time", "median step time vs accuracy, Pareto frontier", (), False, min_runs=2)
 def _step_time(runs: Sequence[Any]) -> Any:
     return tradeoff(runs_frame(runs), "step_time")
 
 
 @_kind("saliency_heatmap", "block x token saliency of the last step's first example", ("saliency",), True)
 def _saliency(runs: Sequence[Any]) -> Any:
-    return saliency_heatmap(runs[0].table("saliency"))
+    return saliency_heatmap(runs[0].table("saliency"), **_selection(runs[0]))
 
 
 @_kind("token_budget", "tokens kept per example (p) per block", ("saliency",), True)
 def _budget(runs: Sequence[Any]) -> Any:
-    return token_budget(runs[0].table("saliency"))
+    return token_budget(runs[0].table("saliency"), **_selection(runs[0]))
 
 
 @_kind("position_selection", "how often each relative position is chosen, per block", ("saliency",), True)
 def _positions(runs: Sequence[Any]) -> Any:
-    return position_selection(runs[0].table("saliency"))
+    return position_selection(runs[0].table("saliency"), **_selection(runs[0]))
 
 
 @_kind("block_grid", "SMT chosen blocks per layer and projection", ("blocks",), True)
@@ -144,7 +164,7 @@ def _fidelity_lines(runs: Sequence[Any]) -> Any:
     return fidelity_lines(labelled(runs, "fidelity"), max_points=None)
 
 
-@_kind("fidelity_tradeoff", "gradient fidelity vs saved activations, frontier", (), False)
+@_kind("fidelity_tradeoff", "gradient fidelity vs saved activations, frontier", (), False, min_runs=2)
 def _fidelity_tradeoff(runs: Sequence[Any]) -> Any:
     return fidelity_tradeoff(runs_frame(runs))
 
@@ -184,15 +204,47 @@ def _time(runs: Sequence[Any]) -> Any:
     return time_phases(labelled(runs, "timing"))
 
 
+MAX_STEM_IDS = 3  # a figure of more runs names the first and a hash of them all
+
+
+def figure_stem(kind: str, runs: Sequence[Any]) -> str:
+    """The file stem of `kind` drawn from `runs`: the kind and the run ids ("loss-<id>",
+    "loss-<id1>-<id2>"), past MAX_STEM_IDS runs the first id, the count and a hash of every id, so two
+    exports of different runs into one folder never overwrite each other."""
+    ids = [str(r.id) for r in runs]
+    if len(ids) <= MAX_STEM_IDS:
+        return "-".join([kind, *ids])
+    digest = hashlib.sha1("\n".join(sorted(ids)).encode()).hexdigest()[:8]
+    return f"{kind}-{ids[0]}-and-{len(ids) - 1}-more-{digest}"
+
+
+def usable_runs(kind: str, runs: Sequence[Any]) -> list[Any]:
+    """The runs that recorded every table `kind` reads."""
+    spec = FIGURES.get(kind)
+    return [r for r in runs if all(t in r.table_names() for t in spec.tables)]
+
+
+def skip_reason(kind: str, runs: Sequence[Any]) -> str:
+    """Why `figures_for(kind, runs)` draws nothing, in words (for the CLI)."""
+    spec = FIGURES.get(kind)
+    usable = usable_runs(kind, runs)
+    if usable and len(usable) < spec.min_runs:
+        return f"it compares runs: give at least {spec.min_runs} (got {len(usable)})"
+    reads = f" (it reads {', '.join(spec.tables)})" if spec.tables else ""
+    return f"nothing to draw from these runs{reads}"
+
+
 def figures_for(kind: str, runs: Sequence[Any]) -> list[tuple[str, Any]]:
     """(file stem, Figure) for `kind` over `runs` (RunReader): one per run that recorded what the kind
-    shows, or one across the runs that did. Empty when none did. Unknown kind: ConfigError."""
+    shows, or one across the runs that did. Empty when none did, or when a kind comparing runs (the
+    trade-offs) gets fewer than its `min_runs`. Each stem names the run ids (`figure_stem`). Unknown
+    kind: ConfigError."""
     spec = FIGURES.get(kind)
-    usable = [r for r in runs if all(t in r.table_names() for t in spec.tables)]
-    if not usable:
+    usable = usable_runs(kind, runs)
+    if not usable or len(usable) < spec.min_runs:
         return []
     if spec.per_run:
-        built = [(f"{kind}-{run.id}", spec.build([run])) for run in usable]
+        built = [(figure_stem(kind, [run]), spec.build([run])) for run in usable]
     else:
-        built = [(kind, spec.build(usable))]
+        built = [(figure_stem(kind, usable), spec.build(usable))]
     return [(stem, fig) for stem, fig in built if not fig.empty]

@@ -1,7 +1,8 @@
 """Memory figures from the `memory` table (per step, per block, per phase) and the `sweep` table.
 
 `memory` columns: step, layer, module, category, bytes, source (logical | allocator | device), phase.
-A `run` column (from `data.label_runs`) puts several runs side by side on one shared axis.
+A `run` column (from `data.label_runs`) puts several runs side by side on one shared axis. Every
+memory category has one colour in every memory figure (style.CATEGORY_COLORS).
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ import pandas as pd
 from workbench.figures.base import Figure, empty_figure
 from workbench.figures.data import MIB, downsample, layer_label
 from workbench.figures.specs import BarsSpec, LinesSpec
-from workbench.figures.style import CATEGORY_ORDER, MODULE_ORDER, short_module
+from workbench.figures.style import (
+    CATEGORY_COLORS,
+    CATEGORY_ORDER,
+    MODULE_ORDER,
+    few_recorded,
+    run_order,
+    short_module,
+)
 
 STATIC_CATEGORIES = ("params_frozen", "params_trainable", "gradients", "optimizer_state")
 SWEEP_SOURCES = ("allocator", "device", "logical")  # the sweep's preferred source when several exist
@@ -45,10 +53,13 @@ def memory_steps(memory: pd.DataFrame, *, max_points: int | None = 400) -> Figur
     data["MiB"] = data["bytes"] / MIB
     spec = BarsSpec(
         x="step",
+        x_categorical=few_recorded(data["step"]),  # memory recorded every k-th step: those steps only
         y="MiB",
         color="category",
         color_order=CATEGORY_ORDER,
+        colors=CATEGORY_COLORS,
         facet="run" if data["run"].nunique() > 1 else None,
+        facet_order=run_order(df),
         wrap=2,
         xlabel="step",
         ylabel="MiB",
@@ -89,6 +100,7 @@ def memory_blocks(memory: pd.DataFrame, step: int | None = None) -> Figure:
         color="module",
         color_order=MODULE_ORDER + ("self_attn", "mlp"),
         facet="run" if data["run"].nunique() > 1 else None,
+        facet_order=run_order(df),
         wrap=2,
         xlabel="block",
         ylabel="MiB saved for backward",
@@ -126,19 +138,30 @@ def memory_phases(memory: pd.DataFrame) -> Figure:
     data = both.groupby(["run", "phase", "source", "category"])["bytes"].max().reset_index()
     data["series"] = data["source"] + ": " + data["category"]
     data["MiB"] = data["bytes"] / MIB
+    # each series in its category's colour, the colour it has in every memory figure
+    series = data.drop_duplicates("series").set_index("series")["category"]
     spec = BarsSpec(
         x="phase",
         x_categorical=True,
         y="MiB",
         color="series",
+        color_order=tuple(sorted(series.index, key=lambda s: (_category_rank(series[s]), s))),
+        colors={s: CATEGORY_COLORS[c] for s, c in series.items() if c in CATEGORY_COLORS},
         stacked=False,
         facet="run" if data["run"].nunique() > 1 else None,
+        facet_order=run_order(df),
         wrap=2,
         xlabel="phase",
         ylabel="peak MiB",
         hover=("run", "phase", "source", "category", "MiB"),
     )
     return Figure("memory_phases", title, data, spec)
+
+
+def _category_rank(category: str) -> int:
+    """Legend order of a memory category: CATEGORY_COLORS order, others after."""
+    order = list(CATEGORY_COLORS)
+    return order.index(category) if category in order else len(order)
 
 
 def _sweep_points(rows: pd.DataFrame, category: str | None) -> pd.DataFrame:

@@ -18,7 +18,9 @@ MAX_ROW_CELLS = 256  # wider matrices are shown in row buckets (fraction chosen 
 
 def row_importance(rows: pd.DataFrame, step: int | None = None) -> Figure:
     """Distribution of row importance per layer and projection (box: min, quartiles, max), with the
-    number of chosen rows and the lowest chosen score in the data."""
+    number of chosen rows and the lowest chosen score in the data. One panel per projection (layers
+    along x, labels thinned to fit; one shared y axis so projections compare), never 7 x layers boxes
+    in one strip."""
     title = "Row importance per layer"
     part, step = last_step(rows, step)
     if part.empty:
@@ -43,6 +45,11 @@ def row_importance(rows: pd.DataFrame, step: int | None = None) -> Figure:
         high="high",
         color="module",
         color_order=MODULE_ORDER,
+        facet="module",
+        facet_order=MODULE_ORDER,
+        wrap=2,
+        legend=False,  # the panel titles name the projections
+        row_height=0.8,
         xlabel="layer",
         ylabel="row importance",
         log_y=log_y,
@@ -81,4 +88,9 @@ def row_selection(rows: pd.DataFrame, step: int | None = None) -> Figure:
         legend=False,
         row_height=0.8,
     )
-    return Figure("row_selection", f"{title} (step {step})", data, spec)
+    note = (
+        "purple: a chosen output row, grey: not chosen"
+        if width == 1
+        else f"colour: the fraction of each bucket of {width} output rows that is chosen"
+    )
+    return Figure("row_selection", f"{title} (step {step})", data, spec, note)

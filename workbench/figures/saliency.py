@@ -1,6 +1,12 @@
 """Token saliency (SAGE / TokenTune, or an observed LoRA run) from the `saliency` table.
 
 Columns used: step, sample, layer (block), position, token, score, selected.
+
+What the marks and the score mean depends on the run, and the figures say so (`source` is the run
+summary's `saliency_source`, `method` its method): for SAGE the tokens it chose; for a run observed
+without token selection (LoRA, full, SMT, SPSFT: source "observed (what SAGE would choose)") the tokens
+SAGE *would* choose, the run itself trains on every token; for TokenTune the "saliency" is its random
+score, and the marks its random choice.
 """
 
 from __future__ import annotations
@@ -13,6 +19,51 @@ from workbench.figures.data import last_step
 from workbench.figures.specs import BarsSpec, HeatmapSpec, LinesSpec
 
 MAX_LAYER_GROUPS = 6  # position_selection draws at most this many lines per panel
+RANDOM_SCORE = ("tokentune",)  # methods whose token score is random, not a saliency
+
+
+def _observed(source: str | None) -> bool:
+    return bool(source) and str(source).startswith("observed")
+
+
+def selection_words(source: str | None = None, method: str | None = None) -> dict[str, str]:
+    """What the marks and the score are, in words, for a run's `saliency_source` and method:
+    {"mark": legend entry of the marks, "score": colour bar title, "chosen": the hover's name for a
+    chosen cell, "what": the sentence saying what "chosen" means, "colour": what the heatmap's colour is}."""
+    who = f"{method} " if method else ""
+    if method in RANDOM_SCORE:
+        return {
+            "mark": "chosen token (at random)",
+            "score": "random score (TokenTune)",
+            "chosen": "chosen",
+            "what": "TokenTune chooses tokens at random: its score is random, not a saliency.",
+            "colour": "Colour: its random score.",
+        }
+    if _observed(source):
+        return {
+            "mark": "SAGE would choose",
+            "score": "saliency (SAGE's score)",
+            "chosen": "SAGE would choose",
+            "what": f"Observed: this {who}run trains on every token; chosen here means what SAGE would "
+            "choose at this budget.",
+            "colour": "Colour: SAGE's saliency score.",
+        }
+    if source:  # the method's own selection
+        return {
+            "mark": "chosen token",
+            "score": "saliency",
+            "chosen": "chosen",
+            "what": f"Chosen: the tokens this {who}run kept (its own selection).",
+            "colour": "Colour: the saliency score it ranks tokens by.",
+        }
+    return {  # not told: both readings
+        "mark": "chosen token",
+        "score": "saliency",
+        "chosen": "chosen",
+        "what": "Chosen: the tokens the run's method kept; for runs without token selection (LoRA, full, "
+        "SMT, SPSFT) the tokens SAGE would choose. TokenTune's choice is random.",
+        "colour": "Colour: the score tokens are ranked by.",
+    }
 
 
 def token_label(token: object, position: int) -> str:
@@ -23,10 +74,22 @@ def token_label(token: object, position: int) -> str:
     return text if text.strip() else repr(text)
 
 
-def saliency_heatmap(saliency: pd.DataFrame, step: int | None = None, sample: int | None = None) -> Figure:
-    """Block x position heatmap of saliency scores of one example at one step, chosen tokens marked,
-    token text on the x axis. Defaults: the latest recorded step, its first example."""
+def saliency_heatmap(
+    saliency: pd.DataFrame,
+    step: int | None = None,
+    sample: int | None = None,
+    *,
+    source: str | None = None,
+    method: str | None = None,
+) -> Figure:
+    """Block x position heatmap of saliency scores of one example at one step, chosen tokens marked
+    (a thin border, the cell's colour visible), token text on the x axis (every k-th where many), hover
+    with position, token, score and whether chosen. Defaults: the latest recorded step, its first
+    example. `source` (the run summary's `saliency_source`) and `method` say what the marks are: chosen,
+    what SAGE would choose (an observed run), or TokenTune's random choice (see `selection_words`); the
+    figure's title, note, legend and colour bar say it. Its height grows with the number of blocks."""
     title = "Saliency per block and token"
+    words = selection_words(source, method)
     rows, step = last_step(saliency, step)
     if rows.empty:
         return empty_figure("saliency_heatmap", title, "no saliency recorded")
@@ -39,26 +102,43 @@ def saliency_heatmap(saliency: pd.DataFrame, step: int | None = None, sample: in
     data["token_label"] = [token_label(t, p) for t, p in zip(data["token"], data["position"], strict=True)]
     data["selected"] = data["selected"].fillna(False).astype(bool)
     data = data.sort_values(["layer", "position"]).reset_index(drop=True)
+    blocks = int(data["layer"].max() - data["layer"].min()) + 1
     spec = HeatmapSpec(
         x="position",
         y="layer",
         z="score",
         mark="selected",
-        mark_label="chosen token",
+        mark_label=words["mark"],
         x_text="token_label",
+        hover=("position", "token_label", "score", "selected"),
+        hover_labels={"token_label": "token", "score": words["score"], "selected": words["chosen"]},
         xlabel="token",
         ylabel="block",
-        zlabel="saliency",
-        row_height=1.4,
+        zlabel=words["score"],
+        row_height=min(max(1.4, blocks / 12), 3.6),  # paper: about 12 blocks per default row height
+        cell_px=18,
         tickangle=-90,
     )
-    return Figure("saliency_heatmap", f"{title} (step {step}, example {sample})", data, spec)
+    what = " - marks: what SAGE would choose" if _observed(source) else ""
+    if method in RANDOM_SCORE:
+        what = " - TokenTune's random score"
+    full = f"{title} (step {step}, example {sample}){what}"
+    return Figure("saliency_heatmap", full, data, spec, f"{words['what']} {words['colour']}")
 
 
-def token_budget(saliency: pd.DataFrame, step: int | None = None) -> Figure:
+def token_budget(
+    saliency: pd.DataFrame, step: int | None = None, *, source: str | None = None, method: str | None = None
+) -> Figure:
     """p per block: tokens kept per example in each block (mean, with min-max bars), at `step` or,
-    when `step` is None, over every recorded step."""
-    title = "Tokens kept per example (p) per block"
+    when `step` is None, over every recorded step. `source` / `method` as in `saliency_heatmap`: for an
+    observed run the tokens SAGE would keep."""
+    words = selection_words(source, method)
+    observed = _observed(source)
+    title = (
+        "Tokens SAGE would keep per example (p) per block"
+        if observed
+        else "Tokens kept per example (p) per block"
+    )
     if saliency.empty:
         return empty_figure("token_budget", title, "no saliency recorded")
     rows = saliency if step is None else saliency[saliency["step"] == step]
@@ -81,11 +161,12 @@ def token_budget(saliency: pd.DataFrame, step: int | None = None) -> Figure:
         err_low="p_min",
         err_high="p_max",
         xlabel="block",
-        ylabel="tokens kept per example",
+        ylabel="tokens SAGE would keep per example" if observed else "tokens kept per example",
         hover=("layer", "p_mean", "p_min", "p_max", "tokens", "share"),
         legend=False,
     )
-    return Figure("token_budget", f"{title} ({where})", data, spec)
+    note = "bars: mean over examples, whiskers: min-max. " + (words["what"] if source or method else "")
+    return Figure("token_budget", f"{title} ({where})", data, spec, note.strip())
 
 
 def _layer_groups(layers: np.ndarray) -> dict[int, str]:
@@ -100,12 +181,26 @@ def _layer_groups(layers: np.ndarray) -> dict[int, str]:
     return out
 
 
-def position_selection(saliency: pd.DataFrame, step: int | None = None, span: int = 16) -> Figure:
+def position_selection(
+    saliency: pd.DataFrame,
+    step: int | None = None,
+    span: int = 16,
+    *,
+    source: str | None = None,
+    method: str | None = None,
+) -> Figure:
     """Fraction of examples in which each relative position is chosen: the first `span` tokens and
     the last `span` tokens of each example, per block (or block range). Over every recorded step
     unless `step` is given. Relative positions count the tokens recorded for the example (its real
-    tokens, contiguous), so examples of different lengths line up at both ends."""
-    title = "How often each relative position is chosen"
+    tokens, contiguous), so examples of different lengths line up at both ends. `source` / `method` as
+    in `saliency_heatmap` (an observed run: how often SAGE would choose each position)."""
+    words = selection_words(source, method)
+    observed = _observed(source)
+    title = (
+        "How often SAGE would choose each relative position"
+        if observed
+        else "How often each relative position is chosen"
+    )
     rows = saliency if step is None else saliency[saliency["step"] == step]
     if rows.empty:
         return empty_figure("position_selection", title, "no saliency recorded")
@@ -150,8 +245,8 @@ def position_selection(saliency: pd.DataFrame, step: int | None = None, span: in
         markers=True,
         xlabel="position",
         facet_xlabel={"first tokens": "position from the start", "last tokens": "position from the end"},
-        ylabel="fraction of examples chosen",
+        ylabel="fraction of examples SAGE would choose it" if observed else "fraction of examples chosen",
         hover=("blocks", "offset", "fraction", "examples"),
         wrap=2,
     )
-    return Figure("position_selection", title, data, spec)
+    return Figure("position_selection", title, data, spec, words["what"] if source or method else "")

@@ -9,8 +9,10 @@
 
     spec = LinesSpec(x="step", y="value", color="run", ylabel="loss")
 
-Shared fields live in PanelSpec (every shape) and GroupSpec (shapes with colour groups). A misspelled
-or foreign option is a TypeError when the spec is built, never a silently ignored key.
+Shared fields live in PanelSpec (every shape) and GroupSpec (shapes with colour groups: `colors` pins a
+group's colour, e.g. each run to its method's; `variants` gives runs of one method a line style, marker
+or bar pattern of their own). A misspelled or foreign option is a TypeError when the spec is built,
+never a silently ignored key.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ class PanelSpec:
     facet_order: tuple[Any, ...] = ()  # these panel values first, in this order (the rest sorted)
     facet_xlabel: Mapping[Any, str] = field(default_factory=dict)  # x title of particular panels
     wrap: int = 3  # panels per row before wrapping (1: one panel under the other)
-    legend: bool = True  # a legend above the panels
+    legend: bool = True  # a legend beside the panels (plotly: right of them; paper: above)
+    x_categorical: bool = False  # x as categories: only the values present, in order (few recorded steps)
     row_height: float = 1.0  # paper height of a row of panels, relative to the size's default
 
     def __post_init__(self) -> None:
@@ -57,6 +60,8 @@ class GroupSpec(PanelSpec):
 
     color: str | None = None  # one colour and legend entry per value of this column
     color_order: tuple[Any, ...] = ()  # these group values first, in this order (methods keep colours)
+    colors: Mapping[Any, str] = field(default_factory=dict)  # fixed colour per group (a run: its method's)
+    variants: Mapping[Any, int] = field(default_factory=dict)  # k-th style per group (runs of one method)
     hover: tuple[str, ...] = ()  # columns listed in the plotly hover text
     share_y: bool = True  # panels share the y axis
     log_x: bool = False  # logarithmic x axis
@@ -93,8 +98,7 @@ class BarsSpec(GroupSpec):
     """Bars per x and colour group, stacked or side by side, with optional error bars."""
 
     stacked: bool = True  # colour groups stacked (else side by side)
-    x_order: tuple[Any, ...] = ()  # these x categories first, in this order
-    x_categorical: bool = False  # plotly: x as categories in x_order, not numbers
+    x_order: tuple[Any, ...] = ()  # these x categories first, in this order (with x_categorical)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +136,9 @@ class HeatmapSpec(PanelSpec):
     mark_label: str = "selected"  # legend entry of the rings
     x_text: str | None = None  # column of text per x (tokens): hover text and x tick labels
     x_group: str | None = None  # column grouping x (layers): one x tick per group at its centre
+    hover: tuple[str, ...] = ()  # columns listed in each cell's plotly hover text
+    hover_labels: Mapping[str, str] = field(default_factory=dict)  # their names there (default: column)
+    cell_px: int = 16  # plotly height of one y row (the panel grows with rows; labels thinned to fit)
     tickangle: int = 0  # plotly x tick label angle
     y_reversed: bool = True  # the first y value at the top
 

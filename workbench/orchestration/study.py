@@ -15,8 +15,10 @@ import copy
 import dataclasses
 import math
 import os
+import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -480,8 +482,21 @@ def app_path() -> Path:
     return path
 
 
-def app_command(runs_dir: str | os.PathLike[str], port: int = 8501, address: str = "localhost") -> list[str]:
-    """`streamlit run app.py -- --runs-dir DIR` as this Python runs it (headless: no browser prompt)."""
+APP_ADDRESS = "127.0.0.1"  # this machine only: reach it from elsewhere through an SSH tunnel
+APP_STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+APP_STOP_GRACE_SECONDS = 10.0  # after SIGTERM, how long the app may take to stop before it is killed
+
+
+def app_command(
+    runs_dir: str | os.PathLike[str],
+    port: int = 8501,
+    address: str = APP_ADDRESS,
+    *,
+    allow_any_dir: bool = False,
+) -> list[str]:
+    """`streamlit run app.py -- --runs-dir DIR` as this Python runs it: headless (no browser prompt),
+    bound to `address` (this machine only by default), the file watcher off (it only reloads code, and
+    on a big runs dir floods the terminal with inotify warnings), no usage statistics."""
     return [
         sys.executable,
         "-m",
@@ -494,19 +509,75 @@ def app_command(runs_dir: str | os.PathLike[str], port: int = 8501, address: str
         address,
         "--server.port",
         str(port),
+        "--server.fileWatcherType",
+        "none",
         "--browser.gatherUsageStats",
         "false",
         "--",
         "--runs-dir",
         str(runs_dir),
+        *(["--allow-any-dir"] if allow_any_dir else []),
     ]
 
 
-def serve_app(runs_dir: str | os.PathLike[str], port: int = 8501, address: str = "localhost") -> int:
-    """Serve the app on `runs_dir` until Ctrl-C; prints the address first. Returns streamlit's code."""
-    command = app_command(runs_dir, port, address)
-    print(f"serving the app on {runs_dir}: open http://{address}:{port} (Ctrl-C stops it)", flush=True)
+class _AppStop(Exception):
+    """A stop signal reached the study while it served the app."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_child(child: subprocess.Popen) -> None:
+    """Terminate the app (SIGTERM: streamlit stops cleanly), kill it if it does not stop in time."""
+    if child.poll() is not None:
+        return
+    child.terminate()
     try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return 0
+        child.wait(timeout=APP_STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+def serve_app(
+    runs_dir: str | os.PathLike[str],
+    port: int = 8501,
+    address: str = APP_ADDRESS,
+    *,
+    allow_any_dir: bool = False,
+) -> int:
+    """Serve the app on `runs_dir` until the study is stopped; prints the address first.
+
+    The app runs as a child process that stops with the study: SIGINT (Ctrl-C), SIGTERM (kill, docker
+    stop) and SIGHUP (a closed terminal) terminate it and wait for it (a second signal kills it at once).
+    Returns streamlit's exit code, 0 after Ctrl-C, 128 + the signal's number after SIGTERM / SIGHUP."""
+    command = app_command(runs_dir, port, address, allow_any_dir=allow_any_dir)
+    print(f"serving the app on {runs_dir}: open http://{address}:{port} (Ctrl-C stops it)", flush=True)
+    child = subprocess.Popen(command)
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise _AppStop(signum)
+        child.kill()  # asked again while stopping: stop now
+
+    previous: dict[int, Any] = {}
+    try:
+        try:
+            if threading.current_thread() is threading.main_thread():  # only it may install handlers
+                for signum in APP_STOP_SIGNALS:
+                    previous[signum] = signal.signal(signum, on_signal)
+            return child.wait()
+        except (_AppStop, KeyboardInterrupt):
+            _stop_child(child)
+    finally:
+        try:
+            _stop_child(child)  # whatever ended the wait, leave no app behind
+        finally:
+            for signum, handler in previous.items():
+                if handler is not None:  # None: a handler not installed from Python, cannot be restored
+                    signal.signal(signum, handler)
+    signum = received[0] if received else signal.SIGINT
+    return 0 if signum == signal.SIGINT else 128 + int(signum)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from workbench.app.choices import selection_headline
 from workbench.app.context import current
 from workbench.app.data import figure
+from workbench.app.text import md_escape
 from workbench.app.widgets import picked_run_table, run_table, show_figure
 from workbench.figures import warmup_grads
 
@@ -18,6 +20,7 @@ def render() -> None:
     if picked is None:
         return
     run, blocks = picked
+    st.markdown(md_escape(selection_headline(blocks, "blocks")))
     value = st.segmented_control(
         "Show", ["selected", "score"], default="selected", key="blocks_value", format_func=str.capitalize
     )

@@ -15,6 +15,7 @@ from workbench.figures import tradeoff
 
 RUNS_KEY = "compare_runs"
 VIEW_KEY = "compare_view"
+SEEN_KEY = "_compare_picked"  # the sidebar's pick this page last saw: a new pick joins the comparison
 DEFAULT_RUNS = 4
 
 # view -> (table, workbench.figures function, its options)
@@ -60,16 +61,26 @@ def default_runs(ctx: AppContext) -> list[str]:
     return (first + [i for i in done["id"] if i not in first])[:DEFAULT_RUNS]
 
 
+def compared_runs(ctx: AppContext, chosen: list[str] | None) -> list[str]:
+    """The runs to compare: the chosen ones still visible (the defaults when nothing was chosen yet),
+    with the sidebar's picked run first whenever the pick is new to this page (it may be removed
+    afterwards)."""
+    if chosen is None:
+        return default_runs(ctx)
+    ids = set(ctx.visible["id"])
+    runs = [v for v in chosen if v in ids]
+    new_pick = ctx.run_id and st.session_state.get(SEEN_KEY) != ctx.run_id
+    return [ctx.run_id, *runs] if new_pick and ctx.run_id not in runs else runs
+
+
 def render() -> None:
     ctx = current()
     st.title("Compare")
     if not require_runs(ctx):
         return
     ids = list(ctx.visible["id"])
-    if RUNS_KEY in st.session_state:
-        st.session_state[RUNS_KEY] = [v for v in st.session_state[RUNS_KEY] if v in ids]
-    else:
-        st.session_state[RUNS_KEY] = default_runs(ctx)
+    st.session_state[RUNS_KEY] = compared_runs(ctx, st.session_state.get(RUNS_KEY))
+    st.session_state[SEEN_KEY] = ctx.run_id
     run_ids = st.multiselect("Runs", ids, key=RUNS_KEY, format_func=ctx.label)
     if not run_ids:
         st.info("Pick runs to compare.")

@@ -7,6 +7,7 @@ import streamlit as st
 
 from workbench.app.context import current
 from workbench.app.data import figure
+from workbench.app.text import md_escape
 from workbench.app.widgets import MISSING, compare_picker, require_run, run_sources, show_figure
 
 
@@ -28,7 +29,7 @@ def render() -> None:
         return
     missing = [ctx.label(i) for i in run_ids if ctx.label(i) not in dict(sources)]
     if missing:
-        st.caption(f"No fidelity recorded in: {', '.join(missing)}")
+        st.caption(f"No fidelity recorded in: {md_escape(', '.join(missing))}")
     show_figure(figure("fidelity_heatmap", sources, "fidelity"), "fidelity_heatmap")
     st.subheader("Whole model over steps")
     show_figure(figure("fidelity_lines", sources, "fidelity"), "fidelity_lines")

@@ -7,6 +7,7 @@ import streamlit as st
 
 from workbench.app.context import current
 from workbench.app.data import figure, load_table
+from workbench.app.text import md_escape
 from workbench.app.widgets import MISSING, compare_picker, require_run, run_sources, show_figure
 from workbench.figures import grad_stats
 from workbench.figures.style import MODULE_ORDER, ordered, projection
@@ -26,7 +27,7 @@ def render() -> None:
         return
     missing = [ctx.label(i) for i in run_ids if ctx.label(i) not in dict(sources)]
     if missing:
-        st.caption(f"No gradient statistics in: {', '.join(missing)}")
+        st.caption(f"No gradient statistics in: {md_escape(', '.join(missing))}")
     tables = [load_table(path, "grads").frame for _, path in sources]
     stats = grad_stats(pd.concat([t[["stat", "phase"]] for t in tables], ignore_index=True))
     modules = ordered((projection(m) for t in tables for m in t["module"].dropna().unique()), MODULE_ORDER)
