@@ -16,7 +16,7 @@ from matplotlib.colors import to_hex
 import workbench.figures as wf
 from workbench import cli
 from workbench.figures import FIGURES, export, figures_for
-from workbench.figures.draw_plotly import FONT_PX, ROW_GAP_PX, legend_entries
+from workbench.figures.draw_plotly import FONT_PX, ROW_GAP_PX, _rgb, legend_entries
 from workbench.figures.kinds import labelled, skip_reason
 from workbench.figures.style import CATEGORY_COLORS, method_colors, text_width
 
@@ -97,8 +97,8 @@ def test_heatmaps_pin_their_colour_scale_on_every_trace(six_runs, run_of) -> Non
             if fig.spec.discrete
             else plotly.colors.get_colorscale(fig.spec.colorscale)[0][1]
         )
-        assert traces[0].colorscale[0][1] == low
-    assert figs[0].plotly().data[0].colorscale[0][1] == "#000004"  # Magma's black: the smallest gradient
+        assert traces[0].colorscale[0][1] == _rgb(low)  # as rgb(): Streamlit rewrites hex "#0000NN"
+    assert figs[0].plotly().data[0].colorscale[0][1] == "rgb(0, 0, 4)"  # Magma's black: the smallest gradient
 
 
 # 2. legends, heights, spacing ---------------------------------------------------------------------------
