@@ -152,8 +152,9 @@ def run_config(
     if not isinstance(data.get("method", RunConfig.method), str):
         raise ConfigError(f"method must be a method's name (a string), got {data['method']!r}")
     accepted = option_sections(data.get("method", RunConfig.method))
+    aliases = _section_aliases(data.get("method", RunConfig.method))  # e.g. lora_alpha -> method alpha
     for key, value in options.items():
-        homes = [s for s, names in accepted.items() if key in names]
+        homes = [s for s, names in accepted.items() if key in names or key in aliases[s]]
         if not homes:
             raise ConfigError(_unknown_option(key, accepted, data.get("method", RunConfig.method)))
         if len(homes) > 1:
@@ -167,6 +168,17 @@ def run_config(
             raise ConfigError(f"option {key!r} is given twice: as a keyword and in {section}=")
         data.setdefault(section, {})[key] = value
     return RunConfig.from_dict(data)
+
+
+def _section_aliases(method: str) -> dict[str, dict[str, str]]:
+    """The aliases each section's options class declares (`Validated.aliases`), e.g. LoRA's lora_alpha."""
+    from workbench.methods import method_options_class
+
+    return {
+        "train": TrainConfig.aliases,
+        "record": RecordConfig.aliases,
+        "method": method_options_class(method).aliases,
+    }
 
 
 def _unknown_option(key: str, accepted: dict[str, tuple[str, ...]], method: str) -> str:

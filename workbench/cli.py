@@ -27,6 +27,12 @@ RUN_FLAGS = {
 }
 
 
+EXIT_CODES = (
+    "exit codes: 0 done; 1 some runs of a sweep or study failed, or figures had nothing to draw; 2 a "
+    "configuration, data or store error (one line on stderr), or a usage error (argparse's own message); "
+    "128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP); 141 stdout closed (`| head`)"
+)
+
 METHOD_LIST = "{registered methods}"  # filled in from the method registry when help is shown
 
 
@@ -44,6 +50,28 @@ class HelpFormatter(argparse.HelpFormatter):
 
             text = text.replace(METHOD_LIST, ", ".join(METHODS.names()))
         return text
+
+
+def print_json(obj: Any) -> None:
+    """`--json` output: one JSON document on stdout (NaN as null, numpy / paths as plain values)."""
+    print(json.dumps(_jsonable(obj), indent=2, default=str))
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy scalars
+        return _jsonable(obj.item())
+    return obj
+
+
+def frame_records(frame: Any) -> list[dict[str, Any]]:
+    """A DataFrame's rows as JSON-ready dicts."""
+    return [dict(row) for row in frame.to_dict(orient="records")]
 
 
 def build_run_config(args: argparse.Namespace) -> RunConfig:
@@ -65,7 +93,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from workbench.report import format_run_report
 
     result = train(config, progress=not args.quiet)
-    print(format_run_report(result.run_id, result.run_dir, result.summary))
+    if args.json:
+        record = {"id": result.run_id, "path": result.run_dir, "status": result.status}
+        print_json({**record, "summary": result.summary})
+    else:
+        print(format_run_report(result.run_id, result.run_dir, result.summary))
     return 0
 
 
@@ -111,8 +143,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from workbench.model_export import export_model
     from workbench.store import resolve_run
 
-    out = export_model(resolve_run(args.runs_dir, args.run), args.out, force=args.force)
-    print(f"exported {args.run} to {out} (load with AutoModelForCausalLM.from_pretrained)")
+    peft = getattr(args, "peft", False)
+    out = export_model(resolve_run(args.runs_dir, args.run), args.out, force=args.force, peft=peft)
+    how = "PeftModel.from_pretrained(base, DIR)" if peft else "AutoModelForCausalLM.from_pretrained"
+    print(f"exported {args.run} to {out} (load with {how})")
     return 0
 
 
@@ -131,7 +165,11 @@ def cmd_memory_sweep(args: argparse.Namespace) -> int:
     from workbench.store import RunReader
 
     s = result.summary
-    print(format_memory_sweep(RunReader(result.run_dir).table("sweep")))
+    table = RunReader(result.run_dir).table("sweep")
+    if args.json:
+        print_json({"run_id": result.run_id, "summary": s, "sweep": frame_records(table)})
+        return 0
+    print(format_memory_sweep(table))
     print(
         f"memory sweep {result.run_id}: {s['points']} points, {s['oom_points']} out of memory, "
         f"largest saved activations {s['max_saved_activations_bytes'] / 2**20:,.1f} MiB ({result.run_dir})"
@@ -152,7 +190,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from workbench.orchestration.sweeps import format_summary, run_grid
 
     result = run_grid(args.config, args.runs_dir, progress=not args.quiet, rerun=args.rerun)
-    print(format_summary(result))
+    if args.json:
+        from workbench.orchestration.sweeps import summary_rows
+
+        print_json(summary_rows(result))
+    else:
+        print(format_summary(result))
     return 1 if result.failed else 0
 
 
@@ -168,7 +211,10 @@ def cmd_figures(args: argparse.Namespace) -> int:
     from workbench.figures.kinds import skip_reason
 
     if args.list:
-        print("\n".join(f"{name:<20} {help}" for name, help in figure_kinds().items()))
+        if args.json:
+            print_json(figure_kinds())
+        else:
+            print("\n".join(f"{name:<20} {help}" for name, help in figure_kinds().items()))
         return 0
     if not args.run:
         raise ConfigError("name a run or runs directory: workbench figures RUN_OR_DIR --kind K --out DIR")
@@ -215,9 +261,12 @@ def cmd_study(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         rerun=args.rerun,
     )
-    print(format_summary(result.sweep))
-    print()
-    print(markdown_table(result.table))
+    if args.json:
+        print_json({"runs_dir": str(result.runs_dir), "table": frame_records(result.table)})
+    else:
+        print(format_summary(result.sweep))
+        print()
+        print(markdown_table(result.table))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(study_markdown(result), encoding="utf-8")
@@ -225,6 +274,20 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.no_app:
         return 1 if result.sweep.failed else 0
     return serve_app(result.runs_dir, port=args.port)
+
+
+def cmd_export_metrics(args: argparse.Namespace) -> int:
+    from workbench.integrations.tensorboard import export_metrics
+    from workbench.store import resolve_run
+
+    tool, out = args.to
+    if tool != "tensorboard":
+        from workbench.errors import ConfigError
+
+        raise ConfigError(f"unknown tool {tool!r} for --to; accepted: tensorboard")
+    directory = export_metrics(resolve_run(args.runs_dir, args.run), out)
+    print(f"wrote {args.run}'s scalars to {directory} (open with: tensorboard --logdir {out})")
+    return 0
 
 
 def cmd_app(args: argparse.Namespace) -> int:
@@ -246,6 +309,7 @@ def add_research_commands(sub: argparse._SubParsersAction) -> None:
     )
     sweep.add_argument("--rerun", action="store_true", help="run every point again, even completed ones")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.add_argument("--json", action="store_true", help="print the result as JSON (no table)")
     sweep.set_defaults(func=cmd_sweep)
 
     figures = sub.add_parser("figures", help="export figures of runs: PDF/SVG/PNG (paper style), HTML, CSV")
@@ -258,6 +322,7 @@ def add_research_commands(sub: argparse._SubParsersAction) -> None:
         "--runs-dir", dest="runs_dir", default=DEFAULT_RUNS_DIR, help="where a run id is looked up"
     )
     figures.add_argument("--list", action="store_true", help="list the figure kinds and exit")
+    figures.add_argument("--json", action="store_true", help="print the result as JSON (no table)")
     figures.set_defaults(func=cmd_figures)
 
     study = sub.add_parser(
@@ -292,7 +357,22 @@ def add_research_commands(sub: argparse._SubParsersAction) -> None:
     study.add_argument("--no-app", dest="no_app", action="store_true", help="do not serve the app afterwards")
     study.add_argument("--port", type=int, default=8501, help="the app's port (default 8501)")
     study.add_argument("--quiet", action="store_true", help="no progress bar")
+    study.add_argument("--json", action="store_true", help="print the result as JSON (no table)")
     study.set_defaults(func=cmd_study)
+
+    metrics = sub.add_parser(
+        "export-metrics", help="write a run's scalars in another tool's format (TensorBoard event files)"
+    )
+    metrics.add_argument("run", help="run id, unique id prefix, or path to a run directory")
+    metrics.add_argument(
+        "--to",
+        nargs=2,
+        metavar=("TOOL", "DIR"),
+        required=True,
+        help="tensorboard DIR: event files under DIR/<run id> (pip install 'workbench[tensorboard]')",
+    )
+    metrics.add_argument("--runs-dir", dest="runs_dir", default=DEFAULT_RUNS_DIR)
+    metrics.set_defaults(func=cmd_export_metrics)
 
     app = sub.add_parser(
         "app", help="serve the app on a runs dir (127.0.0.1, file watcher off; Ctrl-C or SIGTERM stop it)"
@@ -308,8 +388,18 @@ def add_research_commands(sub: argparse._SubParsersAction) -> None:
     app.set_defaults(func=cmd_app)
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("workbench")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="workbench", description=__doc__, epilog=EXIT_CODES)
+    parser.add_argument("--version", action="version", version=f"workbench {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser(
@@ -337,23 +427,25 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a setting, e.g. --set method.r=16 --set train.grad_accum=2",
     )
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--quiet", action="store_true", help="no progress bars (model loading included)")
+    run.add_argument("--json", action="store_true", help="print the result as JSON (no table)")
     run.set_defaults(func=cmd_run)
 
     ls = sub.add_parser("ls", help="list runs")
     ls.add_argument("--runs-dir", dest="runs_dir", default=DEFAULT_RUNS_DIR)
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="print the result as JSON (no table)")
     ls.set_defaults(func=cmd_ls)
 
     show = sub.add_parser("show", help="show one run's summary")
     show.add_argument("run", help="run id, unique id prefix, or path to a run directory")
     show.add_argument("--runs-dir", dest="runs_dir", default=DEFAULT_RUNS_DIR)
-    show.add_argument("--json", action="store_true")
+    show.add_argument("--json", action="store_true", help="print the result as JSON (no table)")
     show.set_defaults(func=cmd_show)
 
     fetch = sub.add_parser("fetch", help="prefetch the default model and data into the cache")
     fetch.add_argument("--model", default="smollm2-135m")
     fetch.add_argument("--tasks", nargs="*", default=["polarity"])
+    fetch.add_argument("--quiet", action="store_true", help="no progress bars")
     fetch.set_defaults(func=cmd_fetch)
     export = sub.add_parser("export", help="merge a run's training into the weights and save a normal model")
     export.add_argument("run", help="run id, unique id prefix, or path to a run directory")
@@ -363,7 +455,14 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace a non-empty --out (e.g. a previous export; never a directory with subdirectories)",
     )
+    export.add_argument(
+        "--peft",
+        action="store_true",
+        help="a LoRA-family run (lora, velora, sage/tokentune on base lora): write its peft adapter "
+        "directory (adapter_config.json + adapter_model.safetensors) instead of merging",
+    )
     export.add_argument("--runs-dir", dest="runs_dir", default=DEFAULT_RUNS_DIR)
+    export.add_argument("--quiet", action="store_true", help="no progress bars (model loading)")
     export.set_defaults(func=cmd_export)
     sweep = sub.add_parser(
         "memory-sweep",
@@ -386,6 +485,7 @@ def make_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--config", help="TOML file of settings ([train], [method])")
     sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.add_argument("--json", action="store_true", help="print the result as JSON (no table)")
     sweep.set_defaults(
         func=cmd_memory_sweep, steps=None, batch_size=None, max_length=None, lr=None, seed=None
     )
@@ -393,8 +493,22 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def silence_progress() -> None:
+    """`--quiet`: no progress bar anywhere, the libraries' included (transformers' "Loading weights",
+    the hub's downloads): tqdm's own switch (TQDM_DISABLE) and the libraries' ones."""
+    import os
+
+    os.environ["TQDM_DISABLE"] = "1"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    from transformers.utils import logging as hf_logging  # the commands with --quiet load it anyway
+
+    hf_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    if getattr(args, "quiet", False):
+        silence_progress()
     try:
         runs_dir = getattr(args, "runs_dir", None)
         if runs_dir is not None and not str(runs_dir).strip():

@@ -20,7 +20,7 @@ import tomllib
 
 from workbench.errors import ConfigError
 from workbench.store.schema import DEFAULT_RUNS_DIR
-from workbench.validation import Validated, require, shown
+from workbench.validation import Validated, require, resolve_aliases, shown
 
 ATTENTION_KERNELS = ("sdpa", "eager")  # train.attn: transformers' attn_implementation
 EVAL_METRICS = ("auto", "loglik", "exact_match")  # train.eval_metric
@@ -264,12 +264,15 @@ def _build(klass: type, values: dict[str, Any], section: str) -> Any:
             f"{section} must be a table of key = value ([{section}] in TOML, --set {section}.KEY=VALUE), "
             f"got {shown(values)}"
         )
+    values = resolve_aliases(klass, values, section)  # e.g. method.lora_alpha -> method.alpha
     names = {f.name for f in dataclasses.fields(klass)}
     unknown = set(values) - names
     if unknown:
+        aliases = getattr(klass, "aliases", {})
+        also = f" (aliases: {', '.join(f'{a} = {f}' for a, f in aliases.items())})" if aliases else ""
         raise ConfigError(
             f"unknown key(s) {', '.join(f'{section}.{k}' for k in sorted(unknown))}; "
-            f"accepted: {', '.join(f'{section}.{n}' for n in sorted(names))}"
+            f"accepted: {', '.join(f'{section}.{n}' for n in sorted(names))}{also}"
         )
     return klass(**values)
 

@@ -1,6 +1,11 @@
 """Export a finished run's trained model as a normal transformers model: the training merged into plain
 weights (`workbench export RUN --out DIR`). Figures are exported by `workbench.figures.export`.
 
+With `peft=True` (`--peft`), a run of the LoRA family (lora, velora; sage and tokentune on base = lora)
+is written instead as a peft adapter directory (adapter_config.json + adapter_model.safetensors, by peft's
+own `save_pretrained` on the rebuilt PeftModel, plus the tokenizer), which
+`PeftModel.from_pretrained(base, out)` loads; nothing is merged.
+
 Export refuses (one `WorkbenchError`, nothing written) rather than write a model it did not rebuild
 exactly as trained:
 
@@ -37,24 +42,34 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from workbench.methods.lora import LoraAdapterMixin
+
 # what a method's restore raises on a state that does not fit it (a missing key, a wrong shape, ...)
 RESTORE_ERRORS = (KeyError, RuntimeError, ValueError, IndexError, TypeError)
 
 
-def export_model(run: RunReader, out: str | Path, *, force: bool = False) -> Path:
+def export_model(run: RunReader, out: str | Path, *, force: bool = False, peft: bool = False) -> Path:
     """Rebuild the run's trained model from the base model and its saved adapter, check it, merge, save.
 
     The saved `adapter.safetensors` holds what the method needs to rebuild its modules (indices and
     trained values); no selection phase runs again. The result loads with
-    `AutoModelForCausalLM.from_pretrained(out)`. A non-empty `out` is replaced only with `force` (and
-    only when it holds no subdirectories). Any problem -> one WorkbenchError, and `out` is untouched.
+    `AutoModelForCausalLM.from_pretrained(out)`; with `peft`, a LoRA-family run is saved unmerged as a
+    peft adapter directory instead (`PeftModel.from_pretrained(base, out)`). A non-empty `out` is
+    replaced only with `force` (and only when it holds no subdirectories). Any problem -> one
+    WorkbenchError, and `out` is untouched.
     """
     target = check_out(out, force=force)
+    config = RunConfig.from_dict(run.config)
+    if peft and peft_adapters(build_method(config.method, config.method_options)) is None:
+        raise ConfigError(
+            f"run {run.id} used method {config.method!r}, which trains no peft LoRA adapters: --peft exports "
+            "only LoRA-family runs (lora, velora; sage and tokentune with base = lora); export without "
+            "--peft to merge the training into the weights"
+        )
     if "adapter" not in run.tensor_names():
         raise StoreError(f"run {run.id} saved no weights (train.save_weights was off, or it did not finish)")
     state = run.tensors("adapter")
     check_adapter_tensors(run, state)
-    config = RunConfig.from_dict(run.config)
     loaded = load_model(config.model)
     dtype = DTYPES[config.train.dtype]
     if dtype != loaded.model.dtype:  # the base as the run trained on it (bf16 runs: fp32 load, cast)
@@ -71,6 +86,8 @@ def export_model(run: RunReader, out: str | Path, *, force: bool = False) -> Pat
         raise StoreError(f"{where}: {_one_line(err)}") from err
     if problem:
         raise StoreError(f"{where}: {problem}")
+    if peft:
+        return write_export(target, peft_adapters(method).peft_model, loaded.tokenizer, force=force)
     try:
         merged = method.merge()
     except WorkbenchError:
@@ -79,6 +96,17 @@ def export_model(run: RunReader, out: str | Path, *, force: bool = False) -> Pat
         raise StoreError(f"run {run.id}: merging the adapter failed: {_one_line(err)}") from err
     check_finite_model(run, merged)
     return write_export(target, merged, loaded.tokenizer, force=force)
+
+
+def peft_adapters(method) -> LoraAdapterMixin | None:
+    """What holds a LoRA-family method's peft adapters (its `peft_model`, set by `restore`): the method
+    itself, or its base for SAGE and TokenTune on base = lora; None for a method without peft adapters."""
+    from workbench.methods.lora import LoraAdapterMixin
+
+    for owner in (method, getattr(method, "base", None)):
+        if isinstance(owner, LoraAdapterMixin):
+            return owner
+    return None
 
 
 def _one_line(err: BaseException) -> str:

@@ -9,6 +9,10 @@ each method's, can use it without importing the rest of the package.
 
         def validate(self) -> None:
             require(self.k >= 1, f"method.k must be >= 1, got {self.k}")
+
+A class may declare other names for its fields, `aliases = {"lora_alpha": "alpha"}` (a ClassVar), which
+`resolve_aliases` turns into the field's name wherever options are built from a dict (TOML tables,
+`--set`, keyword arguments: `workbench.config._build`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any
+from typing import Any, ClassVar
 
 from workbench.errors import ConfigError
 
@@ -77,6 +81,9 @@ def _type_name(expected: Any) -> str:
 class Validated:
     """Mixin: type-check fields, then run `validate()`; subclasses put range checks in `validate`."""
 
+    # other names a dict may give a field by, alias -> field (e.g. peft's {"lora_alpha": "alpha"})
+    aliases: ClassVar[dict[str, str]] = {}
+
     def __post_init__(self) -> None:
         _check_types(self)
         for f in dataclasses.fields(self):  # TOML gives floats for "1e-4" but ints for "1": normalise
@@ -98,3 +105,21 @@ def require(condition: bool, message: str) -> None:
     """Raise ConfigError(message) unless condition holds."""
     if not condition:
         raise ConfigError(message)
+
+
+def resolve_aliases(klass: type, values: dict[str, Any], section: str) -> dict[str, Any]:
+    """`values` with every alias of `klass` (its `aliases`) renamed to its field; an alias given together
+    with its field (or with another alias of it) is one ConfigError."""
+    aliases = getattr(klass, "aliases", {})
+    out: dict[str, Any] = {}
+    given: dict[str, str] = {}  # field -> the key that set it
+    for key, value in values.items():
+        name = aliases.get(key, key)
+        if name in given:
+            raise ConfigError(
+                f"{section}.{given[name]} and {section}.{key} both set {section}.{name} (aliases of one "
+                "option): give only one"
+            )
+        given[name] = key
+        out[name] = value
+    return out

@@ -265,10 +265,18 @@ def track_saved_tensors(
 ) -> Iterator[SavedTensorTracker]:
     """Count what autograd saves for backward inside the block, attributed to `model`'s modules.
 
-    >>> with track_saved_tensors(model) as tracker:
-    ...     loss = answer_loss(model, batch)
+    Works on any `nn.Module` and any training loop (a plain loop, the Hugging Face Trainer, a peft
+    model); parameters and buffers are never counted, a storage saved twice counts once.
+
+    >>> import torch, workbench as wb
+    >>> model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+    >>> with wb.track_saved_tensors(model) as tracker:
+    ...     loss = model(torch.randn(4, 8)).sum()
     ...     loss.backward()  # inside: the peak of live saved bytes covers the backward too
-    >>> tracker.total_bytes, tracker.by_module, tracker.peak_live_bytes
+    >>> tracker.total_bytes  # the input (4 x 8) and the ReLU output (4 x 16, saved once for two uses)
+    384
+    >>> sorted(tracker.by_module.items())  # bytes per module name ("" would be code outside modules)
+    [('0', 128), ('1', 256)]
 
     `modules` limits the hooks to those modules (default: all), each saved tensor going to the innermost
     of them that is running; `location_boundaries(model)` gives the same `by_location` with far fewer

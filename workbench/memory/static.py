@@ -26,6 +26,15 @@ def static_bytes(model: nn.Module, optimizer: torch.optim.Optimizer | None = Non
     """Bytes by category: params_frozen, params_trainable, gradients, optimizer_state.
 
     A pure function of the current state: call it after an optimizer step to see the state at its peak.
+    Each storage counts once (tied weights, views).
+
+    >>> import torch, workbench as wb
+    >>> model = torch.nn.Linear(4, 2)  # 8 weights + 2 biases, float32
+    >>> _ = model.bias.requires_grad_(False)
+    >>> optimizer = torch.optim.AdamW([model.weight])
+    >>> model(torch.randn(3, 4)).sum().backward(); optimizer.step()
+    >>> wb.static_bytes(model, optimizer)  # AdamW: exp_avg, exp_avg_sq and a float32 step
+    {'params_frozen': 8, 'params_trainable': 32, 'gradients': 32, 'optimizer_state': 68}
     """
     params = list(model.parameters())
     trainable = [p for p in params if p.requires_grad]
@@ -56,6 +65,16 @@ def static_bytes_by_location(
     held: Iterable[tuple[str, nn.Parameter, torch.Tensor]] = (),
 ) -> dict[tuple[int, str, str], int]:
     """`static_bytes` broken down by where the parameter lives: {(block or -1, module kind, category): bytes}.
+
+    >>> import transformers, workbench as wb
+    >>> config = transformers.LlamaConfig(vocab_size=32, hidden_size=8, intermediate_size=16,
+    ...     num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2)
+    >>> model = transformers.LlamaForCausalLM(config)
+    >>> by_location = wb.static_bytes_by_location(model)
+    >>> by_location[(1, "q_proj", "params_trainable")]  # block 1's q_proj: 8 x 8 float32
+    256
+    >>> sum(by_location.values()) == sum(wb.static_bytes(model).values())
+    True
 
     Module kinds as `locate` gives them (a LoRA adapter of q_proj counts under q_proj). Each storage is
     counted once, under the first parameter name that holds it (tied lm_head -> embed_tokens), so for

@@ -9,7 +9,9 @@ How a name resolves, in order:
      folder with ./ to load the folder instead;
   2. an existing local directory (save_pretrained layout);
   3. something that looks like a path (starts with ., / or ~, or has more than one /): must exist;
-  4. org/name: a hub id, loaded by transformers (needs hub access, which the machines here lack).
+  4. org/name, or a bare name that is none of the above (gpt2): a hub id, passed to transformers
+     unchanged (needs hub access, which the machines here lack); a bare name transformers cannot load
+     fails with transformers' own message, as one ConfigError line.
 
 Any causal LM transformers can build (its AutoModelForCausalLM mapping) loads; its anatomy says how much
 of the LLaMA-family layout it has (models/anatomy.py), and each method refuses a model lacking what it
@@ -204,6 +206,21 @@ def _resolve(name: str, kind: ModelKind, *, dtype: torch.dtype, attn_implementat
         raise ConfigError(f"model path {name!r} is a file: pass the directory holding config.json")
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ConfigError(f"model path {name!r} does not exist")
+    if name.count("/") == 0 and name.strip():  # a bare hub id (gpt2), or a typo of an alias
+        try:
+            config = read_config(name, hub=True)
+        except ConfigError as error:
+            raise ConfigError(_unknown_message(name, error.__cause__)) from None
+        if kind == "causal-lm":
+            _check_causal_lm(config.model_type, name)
+        return load_pretrained(
+            name,
+            hub=True,
+            encoder=kind == "encoder",
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            source=f"Hugging Face hub {name}",
+        )
     if name.count("/") == 1 and all(name.split("/")):
         if kind == "causal-lm":
             _check_causal_lm(read_config(name, hub=True).model_type, name)
@@ -242,10 +259,13 @@ def _wrong_kind_message(name: str, kind: ModelKind) -> str:
     return f"{name} is a causal LM, not an encoder: load it with load_model({name!r})"
 
 
-def _unknown_message(name: str) -> str:
+def _unknown_message(name: str, error: BaseException | None = None) -> str:
+    """`name` is no alias, no directory, and transformers could not load it as a hub id: `error`, its own
+    message, on one line."""
     close = difflib.get_close_matches(name, MODELS.names(), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
+    said = " ".join(str(error).split()) if error is not None else "not a hub id"
     return (
         f"unknown model {name!r}{hint}: not a built-in alias ({', '.join(MODELS.names())}), "
-        "not a local directory, and not a hub id (hub ids look like org/name)"
+        f"not a local directory, and not loadable as a hub id (gpt2, org/name) by transformers: {said}"
     )

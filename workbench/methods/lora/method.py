@@ -40,7 +40,7 @@ def apply_lora(
         r=options.r,
         lora_alpha=options.alpha,
         lora_dropout=options.dropout,
-        target_modules=list(targets or LORA_TARGETS[options.targets]),
+        target_modules=list(targets or preset_or_names(options)),
         fan_in_fan_out=fan_in_fan_out,
         bias="none",
         **variant,
@@ -48,6 +48,12 @@ def apply_lora(
     with warnings.catch_warnings():  # peft calls a transformers API that transformers 5 deprecates
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         return get_peft_model(model, config)
+
+
+def preset_or_names(options: LoraOptions) -> tuple[str, ...]:
+    """The module names `options.targets` gives: its preset's projections, or its list of names."""
+    targets = options.targets
+    return LORA_TARGETS[targets] if isinstance(targets, str) else tuple(targets)
 
 
 class LoraAdapterMixin:
@@ -69,7 +75,7 @@ class LoraAdapterMixin:
 
     def resolved_options(self) -> dict[str, Any]:
         """The modules adapted where they are not the preset's (peft's defaults, e.g. GPT-2's c_attn)."""
-        if self.targets and self.targets != LORA_TARGETS[self.options.targets]:
+        if self.targets and self.targets != preset_or_names(self.options):
             return {"target_modules": list(self.targets)}
         return {}
 
