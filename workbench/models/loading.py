@@ -206,24 +206,17 @@ def _resolve(name: str, kind: ModelKind, *, dtype: torch.dtype, attn_implementat
         raise ConfigError(f"model path {name!r} is a file: pass the directory holding config.json")
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ConfigError(f"model path {name!r} does not exist")
-    if name.count("/") == 0 and name.strip():  # a bare hub id (gpt2), or a typo of an alias
-        try:
-            config = read_config(name, hub=True)
-        except ConfigError as error:
-            raise ConfigError(_unknown_message(name, error.__cause__)) from None
-        if kind == "causal-lm":
-            _check_causal_lm(config.model_type, name)
-        return load_pretrained(
-            name,
-            hub=True,
-            encoder=kind == "encoder",
-            dtype=dtype,
-            attn_implementation=attn_implementation,
-            source=f"Hugging Face hub {name}",
-        )
-    if name.count("/") == 1 and all(name.split("/")):
-        if kind == "causal-lm":
-            _check_causal_lm(read_config(name, hub=True).model_type, name)
+    bare = name.count("/") == 0 and bool(name.strip())  # a bare hub id (gpt2), or a typo of an alias
+    if bare or (name.count("/") == 1 and all(name.split("/"))):
+        if bare or kind == "causal-lm":  # a bare name must be a model at all; a causal LM one at that
+            try:
+                config = read_config(name, hub=True)
+            except ConfigError as error:
+                if not bare:
+                    raise
+                raise ConfigError(_unknown_message(name, error.__cause__)) from None
+            if kind == "causal-lm":
+                _check_causal_lm(config.model_type, name)
         return load_pretrained(
             name,
             hub=True,

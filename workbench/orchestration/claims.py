@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import StoreError
-from workbench.store.reader import process_start
+from workbench.store.reader import pid_alive, process_start
 
 CLAIMS_DIR = ".claims"  # under the runs dir; hidden from run listings by its leading dot
 UNREADABLE_GRACE_S = 60.0  # an unreadable claim file younger than this belongs to a process writing it
@@ -83,29 +83,6 @@ def claim_owner(runs_dir: str | os.PathLike[str], key: str) -> str:
     if owner is None:
         return "an unknown process"
     return f"host {owner.get('host')}, pid {owner.get('pid')}, since {owner.get('started')}"
-
-
-def pid_alive(pid: int, started: int | None = None) -> bool:
-    """True if process `pid` exists on this host (one of another user counts) and, when `started` (its
-    `process_start`) is known, is the process that started then. A zombie counts as gone (Linux)."""
-    if os.name == "nt":  # os.kill would terminate it: never judge a Windows claim stale
-        return True
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        pass
-    except (OverflowError, OSError):  # not a valid pid
-        return False
-    try:  # Linux: a killed but unreaped process still answers kill(0)
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    except (OSError, IndexError):
-        pass  # no /proc: trust kill(0)
-    return started is None or process_start(pid) in (None, started)
 
 
 def is_stale(owner: dict[str, Any] | None, age_s: float) -> bool:

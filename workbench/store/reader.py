@@ -81,11 +81,14 @@ def process_start(pid: int) -> int | None:
         return None
 
 
-def _pid_alive(pid: int, started: int | None = None) -> bool:
-    """Whether process `pid` exists on this host and, when `started` is known, is the process that
-    started then (a zombie counts as gone: it will never write again)."""
-    if not 0 < pid <= PID_MAX:
+def pid_alive(pid: int, started: int | None = None) -> bool:
+    """Whether process `pid` exists on this host (one of another user counts) and, when `started` (its
+    `process_start`) is known, is the process that started then. A zombie counts as gone (it will never
+    write again); a pid that cannot be a process is dead. Used for runs and for sweep claims."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid <= PID_MAX:
         return False
+    if os.name == "nt":  # os.kill would terminate it: never declare a Windows process dead
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -93,7 +96,7 @@ def _pid_alive(pid: int, started: int | None = None) -> bool:
     except PermissionError:  # exists, owned by someone else
         pass
     except OSError:
-        return True  # cannot tell; do not declare a live run dead
+        return True  # cannot tell; do not declare a live process dead
     try:  # Linux: a killed but unreaped child still answers kill(0)
         stat = Path(f"/proc/{pid}/stat").read_text()
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
@@ -220,7 +223,7 @@ class RunReader:
         if (
             status == "running"
             and self.manifest["hostname"] == _hostname()
-            and not _pid_alive(self.manifest["pid"], self.manifest.get("process_start"))
+            and not pid_alive(self.manifest["pid"], self.manifest.get("process_start"))
         ):
             return "interrupted"
         return status
