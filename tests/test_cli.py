@@ -132,29 +132,3 @@ def test_export_round_trip(method, tiny_task, tmp_path, capsys):
         got = exported(ids).logits
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(got, base_logits.detach(), atol=1e-4)
-
-
-def test_app_command_serves_the_runs_dir_on_localhost(monkeypatch, tmp_path):
-    """`workbench app` starts the study's app command (127.0.0.1, the watcher off) and passes
-    `--allow-any-dir` on to the app."""
-    import workbench.orchestration.study as study
-
-    seen = {}
-
-    class FakeChild:
-        def __init__(self, command):
-            seen["command"] = command
-
-        def wait(self, timeout=None):
-            return 0
-
-        def poll(self):
-            return 0
-
-    monkeypatch.setattr(study.subprocess, "Popen", FakeChild)
-    assert main(["app", "--runs-dir", str(tmp_path), "--port", "8777", "--allow-any-dir"]) == 0
-    command = seen["command"]
-    assert command[command.index("--server.address") + 1] == "127.0.0.1"
-    assert command[command.index("--server.fileWatcherType") + 1] == "none"
-    assert command[-3:] == ["--runs-dir", str(tmp_path), "--allow-any-dir"]
-    assert "8777" in command

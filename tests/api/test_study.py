@@ -82,10 +82,12 @@ def test_study_command_reuses_runs_and_writes_the_page(smoke_study, tiny_task, t
     assert "workbench study --size smoke --no-app" in text
 
 
-def test_the_app_is_served_on_the_study_runs(monkeypatch, tmp_path, capsys):
-    seen = {}
+@pytest.fixture
+def fake_app(monkeypatch) -> dict:
+    """The app child replaced by a fake that records its command and exits at once; returns what it saw."""
+    seen: dict = {}
 
-    class FakeApp:  # the app child: records its command, exits at once
+    class FakeApp:
         def __init__(self, command):
             seen["command"] = command
 
@@ -96,6 +98,11 @@ def test_the_app_is_served_on_the_study_runs(monkeypatch, tmp_path, capsys):
             return 0
 
     monkeypatch.setattr(study.subprocess, "Popen", FakeApp)
+    return seen
+
+
+def test_the_app_is_served_on_the_study_runs(fake_app, tmp_path, capsys):
+    seen = fake_app
     assert study.serve_app(tmp_path, port=8765) == 0
     command = seen["command"]
     assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("app.py")
@@ -186,3 +193,14 @@ def test_an_eval_set_too_small_for_an_interval_is_one_clear_error(tmp_path, make
     with pytest.raises(ConfigError, match="score 4 held-out example.*fewer than 7 spans more than 60 points"):
         study.run_study("smoke", tmp_path / "runs", task=str(task), progress=False)
     assert not (tmp_path / "runs").exists()
+
+
+def test_app_command_serves_the_runs_dir_on_localhost(fake_app, tmp_path):
+    """`workbench app` starts the study's app command (127.0.0.1, the watcher off) and passes
+    `--allow-any-dir` on to the app."""
+    assert cli.main(["app", "--runs-dir", str(tmp_path), "--port", "8777", "--allow-any-dir"]) == 0
+    command = fake_app["command"]
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"
+    assert command[command.index("--server.fileWatcherType") + 1] == "none"
+    assert command[-3:] == ["--runs-dir", str(tmp_path), "--allow-any-dir"]
+    assert "8777" in command
