@@ -13,7 +13,8 @@ Names load on first use, so `import workbench` stays cheap (no torch): the API (
 sweep, open_run, open_runs, Run, run_config, figures_for, export_figures, figure_kinds), the study
 (workbench.orchestration.study: run_study), the measurement functions for any model and loop
 (workbench.memory: track_saved_tensors, static_bytes, static_bytes_by_location, locate,
-measure_device_peaks), and every public name of workbench.figures (tradeoff,
+measure_device_peaks), `profile` (a run recorded around your own training loop:
+workbench.orchestration.profile), and every public name of workbench.figures (tradeoff,
 saliency_heatmap, runs_frame ...) except `export`: `wb.export_figure` says what it writes (a run's
 trained model: workbench.model_export.export_model).
 See docs/API.md for a worked example.
@@ -43,6 +44,8 @@ _API = (
     "sweep",
 )
 _STUDY = ("run_study", "study_table", "STUDY_SIZES")
+# a run recorded around your own training loop (workbench.orchestration.profile)
+_PROFILE = ("profile", "Profile")
 # the measurement functions, for any nn.Module and any training loop (workbench.memory)
 _MEMORY = (
     "track_saved_tensors",
@@ -60,9 +63,14 @@ def _figure_names() -> list[str]:
 
 def __getattr__(name: str) -> Any:
     """Load API, study and figure names on first access (PEP 562)."""
-    if name in _API or name in _STUDY or name in _MEMORY:
-        home = "workbench.api" if name in _API else "workbench.memory" if name in _MEMORY else None
-        module = importlib.import_module(home or "workbench.orchestration.study")
+    homes = {
+        **dict.fromkeys(_API, "workbench.api"),
+        **dict.fromkeys(_STUDY, "workbench.orchestration.study"),
+        **dict.fromkeys(_MEMORY, "workbench.memory"),
+        **dict.fromkeys(_PROFILE, "workbench.orchestration.profile"),
+    }
+    if name in homes:
+        module = importlib.import_module(homes[name])
         value = globals()[name] = getattr(module, name)  # later lookups skip this function
         return value
     if name.startswith("_"):
@@ -75,7 +83,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_API, *_STUDY, *_MEMORY, *_figure_names()})
+    return sorted({*globals(), *_API, *_STUDY, *_MEMORY, *_PROFILE, *_figure_names()})
 
 
 __all__ = [*_API, *_STUDY, *_MEMORY]

@@ -12,7 +12,8 @@ these hooks on each of them, in list order:
     on_prepared()                          once, after method.prepare() and the optimizer exist
     per optimizer step:
       on_step_start(step)                  before the step's first forward
-      on_micro_batch_end(step, batch)      after each micro-batch's backward (the batch it trained on)
+      on_micro_batch_end(step, batch)      after each micro-batch's backward (the batch it trained on;
+                                           None around a loop of your own: wb.profile)
       on_backward_end(step)                gradients complete, before clipping and the optimizer step
       on_step_end(info)                    after the optimizer step, before the gradients are zeroed
     summary()                              values merged into the run's manifest summary
@@ -24,6 +25,7 @@ gives every hook a no-op default and the cadence rule, so a recorder writes only
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,6 +33,7 @@ import torch
 from torch import nn
 
 from workbench.data.batch import Batch
+from workbench.data.example import Example
 from workbench.methods.base import HeldTensor, Method
 from workbench.models.anatomy import ModelAnatomy
 
@@ -61,6 +64,7 @@ class RecordingSession:
     device: torch.device
     tokenizer: Any = None  # decodes probe tokens into text (saliency rows)
     task: TaskData | None = None  # probe examples come from its train split
+    probe_source: Sequence[Example] | None = None  # else these (wb.profile: the user's examples)
     max_length: int = 128  # tokens per example, as in training
     grad_accum: int = 1  # micro-batches per optimizer step
     optimizer: torch.optim.Optimizer | None = None  # set before on_prepared
@@ -95,7 +99,7 @@ class Recorder(Protocol):
 
     def on_step_start(self, step: int) -> None: ...
 
-    def on_micro_batch_end(self, step: int, batch: Batch) -> None: ...
+    def on_micro_batch_end(self, step: int, batch: Batch | None) -> None: ...
 
     def on_backward_end(self, step: int) -> None: ...
 
@@ -144,7 +148,7 @@ class RecorderBase:
     def on_step_start(self, step: int) -> None:
         pass
 
-    def on_micro_batch_end(self, step: int, batch: Batch) -> None:
+    def on_micro_batch_end(self, step: int, batch: Batch | None) -> None:
         pass
 
     def on_backward_end(self, step: int) -> None:

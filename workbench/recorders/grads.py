@@ -68,7 +68,7 @@ class GradRecorder(RecorderBase):
         if self._observing:
             self._observer.start()
 
-    def on_micro_batch_end(self, step: int, batch: Batch) -> None:
+    def on_micro_batch_end(self, step: int, batch: Batch | None) -> None:
         if self._observing:
             self._observer.micro_batch_end()
 

@@ -154,7 +154,7 @@ class MemoryRecorder(RecorderBase):
         tracking = track_saved_tensors(model, self._boundaries or location_boundaries(model), self._reused)
         self._tracker = self._step_tracking.enter_context(tracking)
 
-    def on_micro_batch_end(self, step: int, batch: Batch) -> None:
+    def on_micro_batch_end(self, step: int, batch: Batch | None) -> None:
         """The first micro-batch is the step's peak (later ones reuse its memory): stop tracking there,
         after its backward (the loop calls this after `loss.backward()`), so the live peak covers both."""
         if self._step_tracking is not None:

@@ -34,11 +34,15 @@ class Probe:
 
 
 def build_probe(session: RecordingSession, n: int) -> Probe:
-    """The first `n` training examples of the session's task as a batch (fewer if the task is smaller)."""
-    if session.task is None or session.tokenizer is None:
-        raise ValueError("the probe needs the session's task and tokenizer")
+    """The first `n` training examples of the session's task (or of its `probe_source`) as a batch (fewer
+    if there are fewer)."""
+    source = (
+        session.probe_source if session.probe_source is not None else getattr(session.task, "train", None)
+    )
+    if source is None or session.tokenizer is None:
+        raise ValueError("the probe needs the session's tokenizer and its task or probe examples")
     tokenizer = session.tokenizer
-    examples = session.task.train[:n]
+    examples = list(source)[:n]
     encoded = [encode_example(tokenizer, e, session.max_length) for e in examples]
     batch = collate(encoded, pad_token_id(tokenizer)).to(session.device)
     tokens = [[tokenizer.decode([i]) for i in ids] for ids, _ in encoded]

@@ -120,11 +120,16 @@ class Recording:
     @contextlib.contextmanager
     def step(self, step: int) -> Iterator[None]:
         """Around the forward and backward passes of one optimizer step."""
-        self.spent = 0.0
-        self._call("on_step_start", step, where=f"at the start of step {step}")
+        self.step_start(step)
         yield
 
-    def micro_batch_end(self, step: int, batch: Batch) -> None:
+    def step_start(self, step: int) -> None:
+        """Before the first forward of optimizer step `step` (`step` does this on entering)."""
+        self.spent = 0.0
+        self._call("on_step_start", step, where=f"at the start of step {step}")
+
+    def micro_batch_end(self, step: int, batch: Batch | None) -> None:
+        """After a micro-batch's backward; `batch` is None around a loop of your own (wb.profile)."""
         self._call("on_micro_batch_end", step, batch, where=f"after a micro-batch of step {step}")
 
     def backward_end(self, step: int) -> None:
