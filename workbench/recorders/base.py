@@ -64,10 +64,10 @@ class RecordingSession:
     device: torch.device
     tokenizer: Any = None  # decodes probe tokens into text (saliency rows)
     task: TaskData | None = None  # probe examples come from its train split
-    probe_source: Sequence[Example] | None = None  # else these (wb.profile: the user's examples)
     max_length: int = 128  # tokens per example, as in training
     grad_accum: int = 1  # micro-batches per optimizer step
     optimizer: torch.optim.Optimizer | None = None  # set before on_prepared
+    probe_source: Sequence[Example] | None = None  # no task: the probe's examples (wb.profile: the user's examples)
 
 
 @dataclass
