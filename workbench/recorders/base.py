@@ -67,7 +67,7 @@ class RecordingSession:
     max_length: int = 128  # tokens per example, as in training
     grad_accum: int = 1  # micro-batches per optimizer step
     optimizer: torch.optim.Optimizer | None = None  # set before on_prepared
-    probe_source: Sequence[Example] | None = None  # no task: the probe's examples (wb.profile: the user's examples)
+    probe_source: Sequence[Example] | None = None  # the probe when there is no task (wb.profile)
 
 
 @dataclass
