@@ -27,7 +27,9 @@ from workbench.store import resolve_run
 RECORD = RecordConfig(grads_every=1, saliency=False, fidelity=False)
 
 
-def _config(tiny_task: str, runs_dir, method: str, grad_accum: int = 1) -> RunConfig:
+def _config(
+    tiny_task: str, runs_dir, method: str, grad_accum: int = 1, checkpointing: bool = False
+) -> RunConfig:
     return RunConfig(
         model="tiny-llama",
         task=tiny_task,
@@ -35,7 +37,13 @@ def _config(tiny_task: str, runs_dir, method: str, grad_accum: int = 1) -> RunCo
         runs_dir=str(runs_dir),
         record=RECORD,
         train=TrainConfig(
-            steps=3, batch_size=4, max_length=32, eval_examples=0, grad_accum=grad_accum, max_grad_norm=0.5
+            steps=3,
+            batch_size=4,
+            max_length=32,
+            eval_examples=0,
+            grad_accum=grad_accum,
+            max_grad_norm=0.5,
+            gradient_checkpointing=checkpointing,
         ),
     )
 
@@ -72,15 +80,18 @@ def _rows(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame.sort_values(keys).reset_index(drop=True)
 
 
-@pytest.mark.parametrize("method, grad_accum", [("full", 1), ("lora", 2)])
+@pytest.mark.parametrize(
+    "method, grad_accum, checkpointing", [("full", 1, False), ("lora", 2, False), ("full", 1, True)]
+)
 def test_a_profiled_loop_gives_the_workbench_loops_memory_and_gradient_rows(
-    tiny_task, tmp_path, method, grad_accum
+    tiny_task, tmp_path, method, grad_accum, checkpointing
 ):
-    config = _config(tiny_task, tmp_path / "workbench", method, grad_accum)
+    config = _config(tiny_task, tmp_path / "workbench", method, grad_accum, checkpointing)
     ours = resolve_run(tmp_path / "workbench", train(config, progress=False).run_id)
     theirs = resolve_run(tmp_path / "own", _own_loop(config, tmp_path / "own"))
     assert theirs.status == "completed" and theirs.config["kind"] == "profiled"
     assert theirs.config["method"] == method
+    assert theirs.config["train"]["gradient_checkpointing"] is checkpointing
 
     keys = ["step", "layer", "module", "category"]
     mine = ours.table("memory").query("phase == 'train' and source == 'logical'")

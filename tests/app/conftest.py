@@ -50,6 +50,29 @@ def _config(method: str, task: str, runs_dir: Path):
     )
 
 
+def _profiled_run(runs_dir: Path) -> str:
+    """A loop of its own recorded by wb.profile (kind "profiled": no accuracy, no fidelity)."""
+    import torch
+
+    import workbench as wb
+    from workbench.models import load_model
+
+    loaded = load_model("tiny-llama")
+    model, optimizer = loaded.model, torch.optim.AdamW(loaded.model.parameters(), lr=1e-3)
+    ids = torch.randint(3, model.config.vocab_size, (4, 16), generator=torch.Generator().manual_seed(0))
+    probe = [("red sky. colour:", " red"), ("blue sky. colour:", " blue")]
+    record = {"saliency_every": 1, "grads_every": 1}
+    with wb.profile(
+        model, runs_dir=str(runs_dir), name="own-loop", tokenizer=loaded.tokenizer, probe=probe, record=record
+    ) as prof:
+        for _ in range(3):
+            model(input_ids=ids, labels=ids).loss.backward()
+            prof.step(optimizer=optimizer)
+            optimizer.step()
+            optimizer.zero_grad()
+    return prof.run_id
+
+
 def build_runs(root: Path, task: str) -> dict[str, str]:
     """Make the fixture runs of `task` under root/runs; returns {label: run id}."""
     from workbench.methods import METHODS
@@ -60,6 +83,7 @@ def build_runs(root: Path, task: str) -> dict[str, str]:
     ids: dict[str, str] = {}
     for method in METHODS.names():
         ids[method] = train(_config(method, task, runs_dir), progress=False).run_id
+    ids["profiled"] = _profiled_run(runs_dir)
     sweep = _config("lora", task, runs_dir)
     ids["sweep"] = run_memory_sweep(sweep, [8, 16, 32], [1, 2, 4], cap_bytes=700_000, progress=False).run_id
     subprocess.run([sys.executable, "-c", INTERRUPTED, str(runs_dir)], check=False)
@@ -83,8 +107,8 @@ def build_runs(root: Path, task: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def fixture_runs(tmp_path_factory, tiny_task) -> tuple[Path, dict[str, str]]:
-    """(runs dir, {label: run id}) of the real tiny runs; labels are method names plus sweep,
-    interrupted, broken_table and corrupt."""
+    """(runs dir, {label: run id}) of the real tiny runs; labels are method names plus profiled,
+    sweep, interrupted, broken_table and corrupt."""
     root = tmp_path_factory.mktemp("app-runs")
     ids = build_runs(root, tiny_task)
     return root / "runs", ids

@@ -15,7 +15,7 @@ from workbench.app.context import CONTEXT_KEY, PICKED_KEY, ROOT_KEY, RUN_KEY, Ap
 from workbench.app.data import load_runs
 from workbench.app.options import app_options, refusal
 from workbench.store.schema import DEFAULT_RUNS_DIR
-from workbench.store.summary import runs_frame
+from workbench.store.summary import completed_training, runs_frame
 
 FILTERS = (("model", "Model"), ("task", "Task"), ("method", "Method"))
 LINK_KEY = "_run_link"  # the last ?run= value applied
@@ -36,7 +36,7 @@ def _filter(frame: pd.DataFrame) -> pd.DataFrame:
 
 def default_run(visible: pd.DataFrame) -> str:
     """The newest completed training run, else the newest run (`visible` is newest first)."""
-    done = visible[(visible["status"] == "completed") & (visible["kind"].fillna("train") == "train")]
+    done = completed_training(visible)
     return str((done if len(done) else visible)["id"].iloc[0])
 
 

@@ -124,13 +124,15 @@ class WorkbenchCallback(TrainerCallback):
             self.profile.micro_batch_end()
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self._close(None)
+        self.close()
 
     def _abandoned(self) -> None:
         """At interpreter exit, a run the Trainer never ended (an exception, Ctrl-C) reads interrupted."""
-        self._close(RuntimeError("the Trainer stopped before on_train_end (an exception or a stop signal)"))
+        self.close(RuntimeError("the Trainer stopped before on_train_end (an exception or a stop signal)"))
 
-    def _close(self, exc: BaseException | None) -> None:
+    def close(self, exc: BaseException | None = None) -> None:
+        """End the run: completed, or interrupted by `exc` (the Trainer calls this at on_train_end; after
+        a Trainer that raised in a notebook, `callback.close(err)` records it at once)."""
         atexit.unregister(self._abandoned)
         if self._backward is not None:
             self._backward.remove()

@@ -12,15 +12,16 @@
             optimizer.zero_grad()
 
 The same recorders as the workbench loop (workbench/recorders), driven from the events of your loop:
-- a step starts at its first forward with gradients on: a forward pre-hook on the decoder (the base
-  model), which every entry point (`model(...)`, workbench.lm.answer_logits) calls; the memory recorder
-  starts tracking saved tensors there, before the embedding;
+- a step starts at its first forward with gradients on: a forward pre-hook on the module that runs the
+  embedding and the blocks (LLaMA's `model.model`), which every entry point calls (`model(...)`, a peft
+  wrapper's forward, workbench.lm.answer_logits); the memory recorder starts tracking saved tensors
+  there, before the embedding;
 - `micro_batch_end()` after each micro-batch's backward when you accumulate gradients (`step` ends the
   last one itself): memory is tracked over the step's first micro-batch, as in the workbench loop;
 - `step(loss=..., optimizer=...)` after the step's last backward and before clipping: the gradient
   statistics are the raw gradients. The step ends when `optimizer.step()` returns (a step post-hook), so
   the memory rows hold the optimizer state and the gradients; without an optimizer it ends at once.
-- timing: forward = the first decoder call to the last LM-head call of each micro-batch; backward =
+- timing: forward = the first such call to the last LM-head call of each micro-batch; backward =
   from there to the micro-batch's end (the loss computation included); optimizer = from `step` to the
   end of `optimizer.step()` (clipping included); recording = the recorders' own hooks.
 - loss: `loss=` (a tensor or a number; with accumulation, the step's loss as you log it), else the mean
@@ -51,7 +52,7 @@ from workbench.config import RecordConfig
 from workbench.data.example import Example
 from workbench.errors import ConfigError, RunStopped, WorkbenchError
 from workbench.methods.base import MethodDefaults
-from workbench.models.anatomy import anatomy_of
+from workbench.models.anatomy import ModelAnatomy, anatomy_of
 from workbench.orchestration.signals import raise_if_stopped, stop_on_signals
 from workbench.recorders import Recording, RecordingSession, StepInfo, default_recorders
 from workbench.store import RunWriter, environment_info
@@ -123,9 +124,35 @@ def _model_name(model: nn.Module) -> str:
     )
 
 
+def _model_settings(model: nn.Module) -> dict[str, Any]:
+    """The model's attention kernel, checkpointing and dtype, as a workbench run's `train` config has them."""
+    config = getattr(model, "config", None)
+    first = next(model.parameters(), None)
+    settings: dict[str, Any] = {
+        "gradient_checkpointing": bool(
+            getattr(model, "is_activation_checkpointing", None)  # transformers >= 5.x
+            if hasattr(model, "is_activation_checkpointing")
+            else getattr(model, "is_gradient_checkpointing", False)
+        ),
+        "dtype": str(first.dtype).removeprefix("torch.") if first is not None else "float32",
+    }
+    attn = getattr(config, "_attn_implementation", None)
+    if isinstance(attn, str):
+        settings["attn"] = attn
+    return settings
+
+
 def _device(model: nn.Module) -> torch.device:
     first = next(model.parameters(), None)
     return first.device if first is not None else torch.device("cpu")
+
+
+def _stack_owner(anatomy: ModelAnatomy) -> nn.Module:
+    """The module that runs the embedding and the blocks (LLaMA's `model.model`): every entry point calls
+    it, a wrapper's forward included (a peft model's forward skips its LoraModel's hooks)."""
+    if anatomy.layers_path and "." in anatomy.layers_path:
+        return anatomy.model.get_submodule(anatomy.layers_path.rpartition(".")[0])
+    return anatomy.decoder
 
 
 def _scalar(value: Any) -> float | None:
@@ -175,7 +202,11 @@ class Profile:
             or not str(runs_dir)
         ):
             raise ConfigError(f"runs_dir must be a directory path, got {runs_dir!r}")
-        self.model = model
+        self.model = model  # what the loop calls: its output's loss is read from here
+        # what the recorders look at: a peft wrapper's model (the same modules, which workbench.lm calls)
+        self.trained: nn.Module = (
+            model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+        )
         self.record = _record_config(record)
         self.probe = probe_examples(probe)
         if self.probe is not None and tokenizer is None:
@@ -183,7 +214,7 @@ class Profile:
         if method is None or isinstance(method, str):
             if method is not None and not method.strip():
                 raise ConfigError("method must be a label (e.g. 'lora') or a workbench Method, got ''")
-            self.method = OwnTraining(model, method or CUSTOM)
+            self.method = OwnTraining(self.trained, method or CUSTOM)
         elif callable(getattr(method, "trainable_parameters", None)):
             self.method = method
         else:
@@ -191,7 +222,7 @@ class Profile:
                 "method must be a label (e.g. 'lora'), a workbench Method or None, "
                 f"got {type(method).__name__}"
             )
-        self.anatomy = anatomy_of(model)  # ConfigError for anything but a causal LM
+        self.anatomy = anatomy_of(self.trained)  # ConfigError for anything but a causal LM
         self.runs_dir = runs_dir
         self.name = name or f"profile-{self.method.name}"
         self.tokenizer = tokenizer
@@ -249,11 +280,16 @@ class Profile:
         config = {
             "kind": KIND,
             "name": self.name,
-            "model": _model_name(self.model),
+            "model": _model_name(self.trained),
             "task": str(self.settings.pop("task", "own loop")),
             "method": self.method.name,
             "method_options": {},
-            "train": {"grad_accum": self.grad_accum, "flush_every": self.flush_every, **self.settings},
+            "train": {
+                "grad_accum": self.grad_accum,
+                "flush_every": self.flush_every,
+                **_model_settings(self.trained),
+                **self.settings,
+            },
             "record": dataclasses.asdict(self.record),
             "runs_dir": str(self.runs_dir),
         }
@@ -268,7 +304,7 @@ class Profile:
         try:
             stack.enter_context(stop_on_signals())
             self._session = RecordingSession(
-                self.model,
+                self.trained,
                 self.anatomy,
                 self.method,
                 self.writer,
@@ -291,9 +327,10 @@ class Profile:
         return self
 
     def _hook(self, stack: contextlib.ExitStack) -> None:
-        model, decoder = self.model, self.anatomy.decoder
-        head = model.get_output_embeddings()
-        stack.callback(decoder.register_forward_pre_hook(lambda *_: self._forward_start()).remove)
+        model, head = self.model, self.trained.get_output_embeddings()
+        stack.callback(
+            _stack_owner(self.anatomy).register_forward_pre_hook(lambda *_: self._forward_start()).remove
+        )
         stack.callback(head.register_forward_hook(lambda *_: self._forward_end()).remove)
         stack.callback(model.register_forward_hook(lambda _m, _i, out: self._model_output(out)).remove)
         stack.callback(self._remove_optimizer_hooks)

@@ -216,10 +216,16 @@ SUMMARY = Fields(
             Maybe(NUMBER),
         ),
         **dict.fromkeys(("accuracy_before_ci", "accuracy_after_ci"), Maybe(ListOf(Maybe(NUMBER), 2))),
-        **dict.fromkeys(("eval_examples_scored", "trainable_parameters", "total_parameters"), Maybe(COUNT)),
+        **dict.fromkeys(
+            ("eval_examples_scored", "trainable_parameters", "total_parameters", "steps_recorded"),
+            Maybe(COUNT),
+        ),
         "max_new_tokens": Maybe(COUNT),
         **dict.fromkeys(("eval_metric",), Text()),
-        **dict.fromkeys(("memory_note", "fidelity_note", "saliency_note", "saliency_source"), Maybe(Text())),
+        **dict.fromkeys(
+            ("memory_note", "fidelity_note", "saliency_note", "saliency_source", "profile_note"),
+            Maybe(Text()),
+        ),
         "memory_peak_bytes": BYTES,
         "memory_phase_peak_bytes": MapOf(Either((BYTES, Maybe(NUMBER)))),  # early runs: phase -> bytes
         **dict.fromkeys(("fidelity_first", "fidelity_last"), Maybe(MapOf(Maybe(NUMBER)))),

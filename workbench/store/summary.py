@@ -151,6 +151,14 @@ def _task_name(task: Any) -> Any:
     return task.replace("\\", "/").rsplit("/", 1)[-1] if isinstance(task, str) and "/" in task else task
 
 
+TRAINING_KINDS = ("train", "profiled")  # runs that trained: the workbench loop's and loops of your own
+
+
+def completed_training(frame: Any) -> Any:
+    """The rows of a runs frame that are completed training runs (not memory sweeps or timing passes)."""
+    return frame[(frame["status"] == "completed") & frame["kind"].fillna("train").isin(TRAINING_KINDS)]
+
+
 def run_record(run: Any) -> dict[str, Any]:
     """The row of one readable run (a RunReader or anything with its manifest properties)."""
     config, summary = run.config or {}, run.summary or {}
@@ -185,7 +193,8 @@ def run_record(run: Any) -> dict[str, Any]:
         "created": run.created,
         "options": format_options(options),
         "steps": train.get("steps"),
-        "kind": config.get("kind") or "train",  # "memory-sweep" for sweep runs (no accuracy)
+        # "memory-sweep" for sweep runs (no accuracy), "profiled" for a loop of your own (wb.profile)
+        "kind": config.get("kind") or "train",
         "path": str(run.path),
         "error": run.status_message if run.status in ("failed", "interrupted") else None,
     }

@@ -12,6 +12,7 @@ from workbench.app.data import figure
 from workbench.app.pages.runs import SHOWN, runs_table
 from workbench.app.widgets import MISSING, require_runs, run_sources, show_figure
 from workbench.figures import tradeoff
+from workbench.store.summary import completed_training
 
 RUNS_KEY = "compare_runs"
 VIEW_KEY = "compare_view"
@@ -56,7 +57,7 @@ def summary_table(ctx: AppContext, run_ids: list[str]) -> pd.DataFrame:
 def default_runs(ctx: AppContext) -> list[str]:
     """The picked run and the newest completed training runs, DEFAULT_RUNS in all."""
     visible = ctx.visible
-    done = visible[(visible["status"] == "completed") & (visible["kind"].fillna("train") == "train")]
+    done = completed_training(visible)
     first = [ctx.run_id] if ctx.run_id else []
     return (first + [i for i in done["id"] if i not in first])[:DEFAULT_RUNS]
 
