@@ -230,6 +230,8 @@ def sweep(
     runs_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     rerun: bool = False,
+    engine: str = "serial",
+    address: str | None = None,
 ) -> list[Run]:
     """Run every point of `grid` (a dict in the sweep TOML layout, a path to such a file, or a Grid;
     see workbench.orchestration.sweeps) that is not already completed in `runs_dir`; returns the runs
@@ -239,7 +241,8 @@ def sweep(
                          "methods": {"lora": {"r": [4, 16]}, "sage": {}}})
 
     A run that fails is returned with status "failed" and the sweep goes on; `rerun` ignores
-    completed runs and runs every point again.
+    completed runs and runs every point again. `engine="ray"` runs each point as a Ray task with its
+    resources, on a local Ray or the cluster at `address` (docs/SCALING.md).
     """
     from workbench.orchestration.sweeps import Grid, run_grid
 
@@ -249,7 +252,12 @@ def sweep(
             f"got {type(grid).__name__}"
         )
     result = run_grid(
-        dict(grid) if isinstance(grid, Mapping) else grid, runs_dir, progress=progress, rerun=rerun
+        dict(grid) if isinstance(grid, Mapping) else grid,
+        runs_dir,
+        progress=progress,
+        rerun=rerun,
+        engine=engine,
+        address=address,
     )
     return [Run.of(r) for r in result.runs]
 

@@ -189,7 +189,14 @@ def _int_list(text: str, flag: str) -> list[int]:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from workbench.orchestration.sweeps import format_summary, run_grid
 
-    result = run_grid(args.config, args.runs_dir, progress=not args.quiet, rerun=args.rerun)
+    result = run_grid(
+        args.config,
+        args.runs_dir,
+        progress=not args.quiet,
+        rerun=args.rerun,
+        engine=args.engine,
+        address=args.address,
+    )
     if args.json:
         from workbench.orchestration.sweeps import summary_rows
 
@@ -308,6 +315,17 @@ def add_research_commands(sub: argparse._SubParsersAction) -> None:
         help=f"run store (default: the file's runs_dir, or ./{DEFAULT_RUNS_DIR})",
     )
     sweep.add_argument("--rerun", action="store_true", help="run every point again, even completed ones")
+    sweep.add_argument(
+        "--engine",
+        default="serial",
+        help="serial (default: one point after the other here) or ray (each point a Ray task with its "
+        "[resources]; pip install 'workbench[ray]'; docs/SCALING.md)",
+    )
+    sweep.add_argument(
+        "--address",
+        help="with --engine ray: the Ray cluster (host:port, ray://host:port or auto); default: a local Ray "
+        "started for the sweep",
+    )
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.add_argument("--json", action="store_true", help="print the result as JSON (no table)")
     sweep.set_defaults(func=cmd_sweep)

@@ -74,7 +74,8 @@ if TYPE_CHECKING:
 
     from workbench.store import RunReader
 
-SWEEP_KEYS = ("name", "model", "task", "runs_dir", "seeds", "train", "record", "methods")
+SWEEP_KEYS = ("name", "model", "task", "runs_dir", "seeds", "resources", "train", "record", "methods")
+ENGINES = ("serial", "ray")  # how points run: one after the other here, or as Ray tasks (ray_engine.py)
 SECTIONS = ("train", "record")
 MAX_POINTS = 10_000  # points of one grid (sum over methods of the product of their axis lengths)
 # keys of RunConfig.to_dict() that do not change what a run computes: they stay out of its run key
@@ -82,6 +83,39 @@ UNKEYED = ("name", "runs_dir")
 
 
 # ---- the grid ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one point needs on the Ray engine (`resources = {cpus = 2, gpus = 1}`): CPU cores (its torch
+    threads) and GPUs. The serial engine runs every point here, whatever it asks for; never in the run
+    key (they change where a run computes, not what)."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+    @classmethod
+    def parse(cls, value: Any, where: str, base: Resources | None = None) -> Resources:
+        base = base or cls()
+        if value is None:
+            return base
+        if not isinstance(value, dict):
+            raise ConfigError(
+                f"{where}: resources must be a table like {{cpus = 2, gpus = 1}}, got {shown(value)}"
+            )
+        unknown = sorted(set(value) - {"cpus", "gpus"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown resource(s) {', '.join(unknown)}; accepted: cpus, gpus")
+        out = dataclasses.replace(base, **value)
+        for name, low in (("cpus", 0.0), ("gpus", 0.0)):
+            v = getattr(out, name)
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or v < low or (name == "cpus" and v <= 0) or v > 1024:
+                rule = "> 0" if name == "cpus" else ">= 0"
+                raise ConfigError(
+                    f"{where}: resources.{name} must be a number {rule} (at most 1024), got {shown(v)}"
+                )
+        return out
 
 
 @dataclass(frozen=True)
@@ -93,6 +127,7 @@ class MethodEntry:
     options: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
+    resources: Any = None  # the [methods.<label>.resources] table, over the grid's
 
 
 @dataclass(frozen=True)
@@ -106,6 +141,7 @@ class Grid:
     record: dict[str, Any] = field(default_factory=dict)
     seeds: tuple[int, ...] | None = None
     runs_dir: str | None = None
+    resources: Resources = field(default_factory=Resources)
 
     @functools.cached_property
     def points(self) -> tuple[Point, ...]:
@@ -123,6 +159,7 @@ class Point:
     data: dict[str, Any]
     axes: dict[str, Any]  # dotted key -> value of this point's grid axes, e.g. {"method.r": 8}
     resolved: RunConfig  # RunConfig.from_dict(data), validated when the grid was expanded
+    resources: Resources = field(default_factory=Resources)  # what it needs on the Ray engine
 
     def config(self, runs_dir: str | os.PathLike[str] | None = None) -> RunConfig:
         """The validated RunConfig of this point (a copy; in `runs_dir` when given)."""
@@ -170,6 +207,7 @@ def parse_grid(data: dict[str, Any], *, where: str = "sweep") -> Grid:
         record=sections["record"],
         seeds=seeds,
         runs_dir=runs_dir,
+        resources=Resources.parse(data.get("resources"), where),
     )
     grid.points  # noqa: B018  (validate every point now, before anything runs)
     return grid
@@ -221,7 +259,8 @@ def _parse_methods(value: Any, where: str) -> tuple[MethodEntry, ...]:
             raise ConfigError(f"{where}: [methods.{label}] method must be a name, got {method!r}")
         train = _section(table.pop("train", None), f"[methods.{label}.train]", where)
         record = _section(table.pop("record", None), f"[methods.{label}.record]", where)
-        entries.append(MethodEntry(label, method, table, train, record))
+        resources = _section(table.pop("resources", None), f"[methods.{label}.resources]", where)
+        entries.append(MethodEntry(label, method, table, train, record, resources or None))
     return tuple(entries)
 
 
@@ -271,6 +310,9 @@ def _expand(grid: Grid) -> Iterator[Point]:
         )
     for entry in grid.methods:
         axes = _method_axes(grid, entry)
+        resources = Resources.parse(
+            entry.resources, f"sweep {grid.name!r}, [methods.{entry.label}]", grid.resources
+        )
         varying = [k for k, values in axes if len(values) > 1]
         for combo in itertools.product(*(values for _, values in axes)):
             chosen = dict(zip((k for k, _ in axes), combo, strict=True))
@@ -287,7 +329,7 @@ def _expand(grid: Grid) -> Iterator[Point]:
                 config = RunConfig.from_dict(copy.deepcopy(data))
             except ConfigError as err:
                 raise ConfigError(f"sweep {grid.name!r}, point {data['name']!r}: {err}") from None
-            yield Point(entry.label, data["name"], data, shown, config)
+            yield Point(entry.label, data["name"], data, shown, config, resources)
 
 
 def point_name(sweep: str, label: str, axes: dict[str, Any]) -> str:
@@ -422,10 +464,14 @@ def run_points(
     *,
     progress: bool = True,
     rerun: bool = False,
+    engine: str = "serial",
+    address: str | None = None,
 ) -> SweepResult:
-    """Run every point not already completed in `runs_dir` (all of them when `rerun`), one after the
-    other, under one progress bar. A run that fails is recorded and the sweep goes on; Ctrl-C stops it
-    (the run in progress reads "interrupted" and runs again next time).
+    """Run every point not already completed in `runs_dir` (all of them when `rerun`) under one progress
+    bar: one after the other here (engine "serial"), or as Ray tasks with each point's resources on a
+    local Ray or the cluster at `address` (engine "ray", workbench.orchestration.ray_engine). A run that
+    fails is recorded and the sweep goes on; Ctrl-C stops it (the runs in progress read "interrupted" and
+    run again next time).
 
     Each point is claimed in `runs_dir` while it runs (workbench.orchestration.claims), so sweeps in
     other processes on the same runs dir skip it ("claimed") and reuse its run once completed; a point
@@ -434,6 +480,7 @@ def run_points(
 
     if not str(runs_dir).strip():
         raise ConfigError("runs_dir must not be empty: name the run store's directory (default ./runs)")
+    check_engine(engine, address)
     started = _run_ids(runs_dir)  # with rerun, only runs made after this moment are reused
     finished = {} if rerun else finished_runs(runs_dir)
     configs = [p.config(runs_dir) for p in points]
@@ -453,17 +500,19 @@ def run_points(
     desc = f"{len(todo)} runs" + (f" ({reused} reused)" if reused else "")
     quiet = _no_loading_bars() if progress and todo else contextlib.nullcontext()
     with quiet, tqdm(total=total, desc=desc, unit="batch", disable=not progress or not todo) as bar:
-        for n, i in enumerate(todo, 1):
-            point, config = points[i], configs[i]
-            tracker = SweepProgress(bar, f"{n}/{len(todo)} {point.name}", config)
-            with claimed(runs_dir, keys[i]) as claim:
-                if claim is None:
-                    owner = claim_owner(runs_dir, keys[i])
-                    outcomes[i] = Outcome(point, "claimed", claimed_by=owner)
-                    bar.set_postfix_str(f"{tracker.label}: claimed elsewhere ({owner})", refresh=False)
-                else:
-                    outcomes[i] = _run_point(point, config, keys[i], runs_dir, tracker, started, rerun)
-            bar.update(work_units(config) - tracker.done)
+        if engine == "ray" and todo:
+            tasks = [PointTask(points[i], configs[i], keys[i], str(runs_dir), started, rerun) for i in todo]
+            for i, outcome in zip(todo, _run_on_ray(tasks, bar, address), strict=True):
+                outcomes[i] = outcome
+        for n, i in enumerate(todo if engine == "serial" else (), 1):
+            task = PointTask(points[i], configs[i], keys[i], str(runs_dir), started, rerun)
+            tracker = SweepProgress(bar, f"{n}/{len(todo)} {task.point.name}", task.config)
+            outcomes[i] = task.run(tracker)
+            if outcomes[i].action == "claimed":
+                bar.set_postfix_str(
+                    f"{tracker.label}: claimed elsewhere ({outcomes[i].claimed_by})", refresh=False
+                )
+            bar.update(work_units(task.config) - tracker.done)
     for i in todo:  # points other sweeps held: completed by now?
         if outcomes[i] is not None and outcomes[i].action == "claimed":
             done = _completed_since(configs[i], runs_dir, started if rerun else None)
@@ -476,21 +525,97 @@ def run_points(
     return SweepResult([o for o in outcomes if o is not None])
 
 
-def _run_point(
-    point: Point,
-    config: RunConfig,
-    key: str,
-    runs_dir: str | os.PathLike[str],
-    tracker: SweepProgress,
-    started: set[str],
-    rerun: bool,
-) -> Outcome:
+def check_engine(engine: Any, address: Any) -> None:
+    """One ConfigError for an engine that is not one of ENGINES, or an address without the Ray engine."""
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown sweep engine {shown(engine)}; choose one of: {', '.join(ENGINES)}")
+    if address is not None and engine != "ray":
+        raise ConfigError("--address names a Ray cluster: it needs --engine ray")
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise ConfigError(
+            f"address must be a Ray address (host:port, ray://host:port or auto), got {shown(address)}"
+        )
+
+
+@dataclass(frozen=True)
+class PointTask:
+    """One point to run, with all it needs: what the serial loop runs here and a Ray worker runs there."""
+
+    point: Point
+    config: RunConfig
+    key: str
+    runs_dir: str
+    started: frozenset[str] | set[str]  # run ids before the sweep began (reuse under rerun)
+    rerun: bool
+
+    def run(self, tracker: SweepProgress) -> Outcome:
+        """Claim the point, then run it (or report who holds it: action "claimed")."""
+        with claimed(self.runs_dir, self.key) as claim:
+            if claim is None:
+                return Outcome(self.point, "claimed", claimed_by=claim_owner(self.runs_dir, self.key))
+            return _run_point(self, tracker)
+
+
+def _run_on_ray(tasks: list[PointTask], bar: Tqdm, address: str | None) -> list[Outcome]:
+    """The Ray engine: each task a Ray task with its point's resources (ray_engine.py); outcomes in order.
+    The bar advances as points finish."""
+    from workbench.orchestration.ray_engine import Job, run_jobs
+
+    outcomes: list[Outcome | None] = [None] * len(tasks)
+
+    def done(i: int, result: dict[str, Any] | None, error: str | None) -> None:
+        task = tasks[i]
+        outcomes[i] = _remote_outcome(task, result) if error is None else _failed_elsewhere(task, error)
+        bar.update(work_units(task.config))
+        bar.set_postfix_str(f"{task.point.name}: {outcomes[i].action}", refresh=False)
+
+    resources = [t.point.resources for t in tasks]
+    bar.set_postfix_str(f"{len(tasks)} points on Ray", refresh=False)
+    run_jobs(
+        [Job(run_in_worker, t, r.cpus, r.gpus) for t, r in zip(tasks, resources, strict=True)], address, done
+    )
+    return [o for o in outcomes if o is not None]
+
+
+def run_in_worker(task: PointTask) -> dict[str, Any]:
+    """In a Ray worker: run one point as the serial engine does, with torch threads = its CPUs; what
+    happened, as plain values (the run itself is in the shared runs dir)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    torch.set_num_threads(max(1, int(task.point.resources.cpus)))
+    with tqdm(disable=True) as bar:
+        outcome = task.run(SweepProgress(bar, task.point.name, task.config))
+    run_dir = str(outcome.run.path) if outcome.run is not None else None
+    return {
+        "action": outcome.action,
+        "run_dir": run_dir,
+        "error": outcome.error,
+        "claimed_by": outcome.claimed_by,
+    }
+
+
+def _remote_outcome(task: PointTask, result: dict[str, Any]) -> Outcome:
+    from workbench.store import RunReader
+
+    run = RunReader(result["run_dir"]) if result["run_dir"] else None
+    return Outcome(task.point, result["action"], run, result["error"], result["claimed_by"])
+
+
+def _failed_elsewhere(task: PointTask, error: str) -> Outcome:
+    """A point whose Ray task raised, died or could not be scheduled: failed, with its run if it began."""
+    return Outcome(task.point, "failed", _new_run(task.runs_dir, set(task.started), task.key), error)
+
+
+def _run_point(task: PointTask, tracker: SweepProgress) -> Outcome:
     """Run one point this process has claimed, unless another sweep completed it meanwhile (then that
     run is reused: under `rerun`, only a run made since the sweep `started`)."""
     from workbench.orchestration.train import train
     from workbench.recorders import default_recorders
     from workbench.store import RunReader
 
+    point, config, key, runs_dir = task.point, task.config, task.key, task.runs_dir
+    started, rerun = task.started, task.rerun
     done = _completed_since(config, runs_dir, started if rerun else None)
     if done is not None:
         return Outcome(point, "reused", done)
@@ -509,7 +634,7 @@ def _run_point(
 
 
 def _completed_since(
-    config: RunConfig, runs_dir: str | os.PathLike[str], existing: set[str] | None
+    config: RunConfig, runs_dir: str | os.PathLike[str], existing: set[str] | frozenset[str] | None
 ) -> RunReader | None:
     """A completed run of `config` in `runs_dir` now (not one of the `existing` run ids, when given)."""
     finished = finished_runs(runs_dir)
@@ -538,16 +663,20 @@ def run_grid(
     *,
     progress: bool = True,
     rerun: bool = False,
+    engine: str = "serial",
+    address: str | None = None,
 ) -> SweepResult:
     """Expand `grid` (a Grid, a dict in the sweep layout, or a TOML path) and run it in `runs_dir`
-    (default: the grid's runs_dir, else DEFAULT_RUNS_DIR)."""
+    (default: the grid's runs_dir, else DEFAULT_RUNS_DIR) on `engine` ("serial" or "ray", see
+    `run_points`)."""
+    check_engine(engine, address)
     if isinstance(grid, (str, os.PathLike)):
         grid = load_grid(grid)
     elif isinstance(grid, dict):
         grid = parse_grid(grid)
     if runs_dir is None:
         runs_dir = grid.runs_dir or DEFAULT_RUNS_DIR
-    return run_points(grid.points, runs_dir, progress=progress, rerun=rerun)
+    return run_points(grid.points, runs_dir, progress=progress, rerun=rerun, engine=engine, address=address)
 
 
 def _run_ids(runs_dir: str | os.PathLike[str]) -> set[str]:
