@@ -170,7 +170,7 @@ def test_pandas_metadata_in_a_part_is_ignored(writer):
     pq.write_table(pa.Table.from_pandas(df), writer.path / "timing" / "part-00000.parquet")
     out = RunReader(writer.path).table("timing")
     assert isinstance(out.index, pd.RangeIndex)
-    assert list(out.columns) == ["step", "phase", "seconds"]
+    assert list(out.columns) == ["step", "phase", "seconds", "rank"]
     assert RunReader(writer.path).arrow("timing").schema.metadata is None
 
 
@@ -298,3 +298,34 @@ def test_row_and_columnar_adds_keep_their_order(writer):
     assert run.arrow("rows").to_pylist() == [
         {"step": 5, "layer": 1, "module": None, "row": 2, "score": 0.5, "selected": True}
     ]
+
+
+def test_rank_writers_add_their_rows_with_their_rank_and_nothing_else(writer):
+    from workbench.store import RankWriter
+
+    writer.add("memory", {"step": 1, "category": "gradients", "bytes": 8, "source": "logical"})
+    writer.flush()
+    second = RankWriter(writer.path, rank=1)
+    second.add("memory", {"step": 1, "category": "gradients", "bytes": 16, "source": "logical"})
+    second.add("metrics", {"step": 1, "name": "loss", "value": 1.0})  # rank 0's table: not kept
+    second.update_summary(loss=1.0)
+    second.finish()
+    writer.add("memory", {"step": 2, "category": "gradients", "bytes": 8, "source": "logical"})
+    writer.finish()
+    run = RunReader(writer.path)
+    memory = run.table("memory").sort_values(["step", "rank"])
+    assert memory[["step", "rank", "bytes"]].values.tolist() == [[1, 0, 8], [1, 1, 16], [2, 0, 8]]
+    assert run.table("metrics").empty and run.summary == {} and run.status == "completed"
+    names = sorted(p.name for p in (writer.path / "memory").iterdir())
+    assert names == ["part-00000.parquet", "part-00001.parquet", "part-10000000.parquet"]
+
+
+def test_old_parts_without_a_rank_column_read_as_rank_0(writer):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (writer.path / "timing").mkdir()
+    old = pa.table({"step": [1], "phase": ["forward"], "seconds": [0.5]})
+    pq.write_table(old, writer.path / "timing" / "part-00000.parquet")
+    writer.finish()
+    assert RunReader(writer.path).table("timing")["rank"].tolist() == [0]

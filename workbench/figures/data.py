@@ -10,6 +10,14 @@ import pandas as pd
 MIB = 2**20
 
 
+def main_rank(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of rank 0: a data-parallel run's memory, grads and timing tables hold one set of rows per
+    process (`rank`); figures show the main process's, like a single-process run's."""
+    if df is None or "rank" not in df or not len(df) or (df["rank"] == 0).all():
+        return df
+    return df[df["rank"] == 0].reset_index(drop=True)
+
+
 def label_runs(
     tables: Mapping[str, pd.DataFrame], column: str = "run", *, methods: Mapping[str, str] | None = None
 ) -> pd.DataFrame:
@@ -19,7 +27,7 @@ def label_runs(
     then draw each run in its method's colour, the colour that method has on the trade-off plots."""
     methods = methods or {}
     parts = [
-        df.assign(
+        main_rank(df).assign(
             **{column: label},
             **({"method": methods[label]} if label in methods and "method" not in df else {}),
         )

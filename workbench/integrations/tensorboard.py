@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workbench.errors import ConfigError, StoreError
+from workbench.figures.data import main_rank
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +35,8 @@ EXTRA = "pip install 'workbench[tensorboard]'"
 
 
 def scalars(run: RunReader) -> list[tuple[str, int, float]]:
-    """(tag, step, value) of every scalar the export writes, in table order."""
+    """(tag, step, value) of every scalar the export writes, in table order (rank 0's rows of a
+    data-parallel run)."""
     out: list[tuple[str, int, float]] = []
     names = run.table_names()
     if "metrics" in names:
@@ -42,12 +44,12 @@ def scalars(run: RunReader) -> list[tuple[str, int, float]]:
         metrics = metrics[metrics["split"].isin(["train", "eval"])]
         out += [(f"{r.split}/{r.name}", int(r.step), float(r.value)) for r in metrics.itertuples()]
     if "memory" in names:
-        out += _memory(run.table("memory"))
+        out += _memory(main_rank(run.table("memory")))
     if "timing" in names:
-        timing = run.table("timing").groupby(["step", "phase"], as_index=False)["seconds"].sum()
+        timing = main_rank(run.table("timing")).groupby(["step", "phase"], as_index=False)["seconds"].sum()
         out += [(f"time/{r.phase}", int(r.step), float(r.seconds)) for r in timing.itertuples()]
     if "grads" in names:
-        out += _grad_norms(run.table("grads"))
+        out += _grad_norms(main_rank(run.table("grads")))
     return [(tag, step, value) for tag, step, value in out if math.isfinite(value)]
 
 

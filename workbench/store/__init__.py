@@ -17,7 +17,7 @@ from workbench.store.schema import (
     is_valid_run_id,
     sanitize_run_id,
 )
-from workbench.store.writer import RunWriter, environment_info
+from workbench.store.writer import RankWriter, RunWriter, environment_info
 
 __all__ = [
     "DEFAULT_RUNS_DIR",
@@ -27,6 +27,7 @@ __all__ = [
     "TABLES",
     "RunEntry",
     "RunReader",
+    "RankWriter",
     "RunWriter",
     "SchemaError",
     "environment_info",

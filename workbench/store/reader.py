@@ -121,7 +121,8 @@ def part_files(table_dir: Path) -> list[Path]:
 
 
 def _read_part(path: Path, schema: pa.Schema, root: Path) -> pa.Table:
-    """One part file conformed to `schema`: metadata dropped, old parts' missing optional columns null;
+    """One part file conformed to `schema`: metadata dropped, old parts' missing optional columns null
+    (or their fill value: `rank` 0);
     required columns without nulls and categorical columns within their choices, or StoreError."""
     try:
         raw = pq.read_table(checked_file(path, root, MAX_PART_BYTES))
@@ -138,6 +139,8 @@ def _read_part(path: Path, schema: pa.Schema, root: Path) -> pa.Table:
             columns.append(column)
         elif field.nullable:
             columns.append(pa.nulls(raw.num_rows, type=field.type))
+        elif field_fill(field) is not None:  # a column added since (rank): its fill value
+            columns.append(pa.repeat(pa.scalar(field_fill(field), type=field.type), raw.num_rows))
         else:
             raise StoreError(f"corrupt part file {path}: required column {field.name!r} is missing")
     # a fresh table from bare arrays carries no schema metadata, so no pandas metadata survives

@@ -3,7 +3,8 @@
 Everything the writer, reader and index agree on lives here, so the format is defined once:
 
     <runs_dir>/<run_id>/manifest.json              run metadata (see MANIFEST_KEYS), rewritten atomically
-    <runs_dir>/<run_id>/<table>/part-NNNNN.parquet  immutable long-format parts, one per flush
+    <runs_dir>/<run_id>/<table>/part-NNNNN.parquet  immutable long-format parts, one per flush (rank k > 0
+                                                   of a data-parallel run: from k * RANK_PART_STRIDE)
     <runs_dir>/<run_id>/<name>.safetensors         tensors (selections, masks, adapters)
     <runs_dir>/<run_id>/<name>.json                small side files
 
@@ -64,6 +65,10 @@ STEP = _req("step", pa.int64())  # optimizer step (0-based); selection phases us
 LAYER = pa.field("layer", pa.int64(), nullable=False, metadata={"fill": json.dumps(NO_LAYER)})
 MODULE = _opt("module", pa.string())  # e.g. "self_attn.q_proj", "mlp.down_proj", "lm_head"
 SCORE = _req("score", pa.float64())
+# the process that measured the row in a data-parallel run (orchestration/distributed.py); 0 otherwise
+RANK = pa.field("rank", pa.int64(), nullable=False, metadata={"fill": json.dumps(0)})
+RANK_TABLES = ("memory", "grads", "timing")  # the tables every rank of a data-parallel run writes
+RANK_PART_STRIDE = 10_000_000  # rank k > 0 numbers its part files from k * RANK_PART_STRIDE
 SELECTED = _opt("selected", pa.bool_())
 
 TABLES: dict[str, pa.Schema] = {
@@ -81,6 +86,7 @@ TABLES: dict[str, pa.Schema] = {
             _req("bytes", pa.int64()),
             _choice("source", *MEMORY_SOURCES),
             _opt("phase", pa.string()),  # "train", "warmup", "importance", "eval"
+            RANK,
         ]
     ),
     # gradient statistics per module: "median", "mean", "max" (of |g|), "norm" ...
@@ -92,6 +98,7 @@ TABLES: dict[str, pa.Schema] = {
             _req("stat", pa.string()),
             _req("value", pa.float64()),
             _opt("phase", pa.string()),  # "train", or "warmup" (SMT's warm-up statistics, step 0)
+            RANK,
         ]
     ),
     # token saliency (SAGE / TokenTune): one row per (sample, layer, position)
@@ -128,7 +135,7 @@ TABLES: dict[str, pa.Schema] = {
         ]
     ),
     # wall time of phases ("forward", "backward", "optimizer", "step", "warmup" ...)
-    "timing": pa.schema([STEP, _req("phase", pa.string()), _req("seconds", pa.float64())]),
+    "timing": pa.schema([STEP, _req("phase", pa.string()), _req("seconds", pa.float64()), RANK]),
     # memory sweeps over sequence length x batch size; bytes is null where the point ran out of memory
     "sweep": pa.schema(
         [

@@ -38,6 +38,8 @@ from workbench.store.rows import RowBuffer, Rows
 from workbench.store.schema import (
     FINAL_STATUSES,
     MANIFEST,
+    RANK_PART_STRIDE,
+    RANK_TABLES,
     SCHEMA_VERSION,
     check_file_name,
     sanitize_run_id,
@@ -219,12 +221,18 @@ def _claim_run_dir(runs_dir: Path, run_id: str, explicit: bool) -> Path:
 class RunWriter:
     """Writes one run directory. Make one with `RunWriter.create`; finish it with `finish` or a `with`."""
 
+    part_base = 0  # the first part number of this writer's range (RankWriter: its rank's)
+
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
         self.path = path
         self._manifest = manifest
         self._buffers: dict[str, RowBuffer] = {}
         self._next_part: dict[str, int] = {}
         self._finished = False
+
+    def _stamped(self, table: str, data: pa.Table) -> pa.Table:
+        """The rows as they go to disk (RankWriter sets its rank)."""
+        return data
 
     @classmethod
     def create(
@@ -335,11 +343,11 @@ class RunWriter:
         if buffer is None or buffer.num_rows == 0:
             return
         self._check_dir()
-        data = buffer.to_table()
+        data = self._stamped(table, buffer.to_table())
         directory = self.path / table
         number = self._next_part.get(table)
         if number is None:
-            number = _next_part_number(directory)
+            number = _next_part_number(directory, self.part_base)
         path = directory / f"part-{number:05d}.parquet"
         atomic_write(path, lambda tmp: pq.write_table(data, tmp))
         # only forget the rows once they are on disk, so a failed flush can be retried
@@ -461,9 +469,47 @@ class RunWriter:
         return f"RunWriter({str(self.path)!r}, status={self._manifest['status']!r})"
 
 
-def _next_part_number(directory: Path) -> int:
-    """The first unused part number in a table directory (0 for a new table)."""
+def _next_part_number(directory: Path, base: int = 0) -> int:
+    """The first unused part number of a table directory in the range [base, base + RANK_PART_STRIDE)
+    (`base` for a new table)."""
     if not directory.is_dir():
-        return 0
+        return base
     numbers = [int(p.name[5:-8]) for p in directory.glob("part-*.parquet") if p.name[5:-8].isdigit()]
-    return max(numbers, default=-1) + 1
+    return max((n for n in numbers if base <= n < base + RANK_PART_STRIDE), default=base - 1) + 1
+
+
+class RankWriter(RunWriter):
+    """Rank k > 0 of a data-parallel run writing its share into the run rank 0 created: the rows of
+    RANK_TABLES (memory, grads, timing) with `rank` = k, in part files numbered from k *
+    RANK_PART_STRIDE. Rank 0 owns everything else (manifest, metrics, predictions, tensors, summary):
+    here rows of other tables are not kept, and summary, tensor and status calls write nothing."""
+
+    def __init__(self, path: Path, rank: int) -> None:
+        if rank < 1:
+            raise StoreError(f"a RankWriter is for ranks >= 1 (rank 0 writes the run itself), got {rank}")
+        if not (path / MANIFEST).is_file():
+            raise StoreError(f"rank {rank} cannot join run {path}: it has no manifest (rank 0 creates it)")
+        super().__init__(path, {"id": path.name, "status": "running", "summary": {}})
+        self.rank = rank
+        self.part_base = rank * RANK_PART_STRIDE
+
+    def _stamped(self, table: str, data: pa.Table) -> pa.Table:
+        index = data.schema.get_field_index("rank")
+        column = pa.array(np.full(data.num_rows, self.rank, dtype=np.int64))
+        return data.set_column(index, data.schema.field(index), column)
+
+    def add(self, table: str, rows: Rows) -> None:
+        if table in RANK_TABLES:
+            super().add(table, rows)
+
+    def update_summary(self, **values: Any) -> None:
+        pass
+
+    def add_tensors(self, name: str, tensors: Mapping[str, torch.Tensor], metadata: Any = None) -> Path:
+        return self.path / f"{name}.safetensors"
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        return self.path / f"{name}.json"
+
+    def _write_manifest(self) -> None:
+        self._check_dir()  # rank 0 writes the manifest; a vanished run dir still stops this rank
