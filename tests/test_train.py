@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import workbench.orchestration.distributed as loss_module  # the loop's loss (single_process)
 import workbench.orchestration.train as train_module
 from workbench.config import RunConfig, TrainConfig
 from workbench.errors import ConfigError, RunStopped
@@ -64,8 +65,8 @@ def test_lora_trains_only_adapters_and_full_everything(tiny_task, tmp_path):
 
 
 def test_nan_loss_stops_the_run_with_a_clear_status(tiny_task, tmp_path, monkeypatch):
-    real = train_module.answer_loss
-    monkeypatch.setattr(train_module, "answer_loss", lambda model, batch: real(model, batch) * math.nan)
+    real = loss_module.answer_loss
+    monkeypatch.setattr(loss_module, "answer_loss", lambda model, batch: real(model, batch) * math.nan)
     with pytest.raises(RunStopped, match="loss became nan at step 1"):
         train_module.train(config_for(tiny_task, tmp_path, "lora"), progress=False)
     (entry,) = [e for e in __import__("workbench.store", fromlist=["list_runs"]).list_runs(tmp_path)]
@@ -74,7 +75,7 @@ def test_nan_loss_stops_the_run_with_a_clear_status(tiny_task, tmp_path, monkeyp
 
 
 def test_ctrl_c_marks_interrupted_and_keeps_flushed_rows(tiny_task, tmp_path, monkeypatch):
-    real = train_module.answer_loss
+    real = loss_module.answer_loss
     calls = {"n": 0}
 
     def interrupt_at_step_4(model, batch):
@@ -83,7 +84,7 @@ def test_ctrl_c_marks_interrupted_and_keeps_flushed_rows(tiny_task, tmp_path, mo
             raise KeyboardInterrupt
         return real(model, batch)
 
-    monkeypatch.setattr(train_module, "answer_loss", interrupt_at_step_4)
+    monkeypatch.setattr(loss_module, "answer_loss", interrupt_at_step_4)
     with pytest.raises(KeyboardInterrupt):
         train_module.train(config_for(tiny_task, tmp_path, "lora", flush_every=1), progress=False)
     from workbench.store import list_runs

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-import workbench.orchestration.train as train_module
+import workbench.orchestration.distributed as loss_module  # the loop's loss (single_process)
 from workbench import cli
 from workbench.errors import ConfigError
 from workbench.orchestration.sweeps import expand, parse_grid, run_grid, run_key
@@ -91,7 +91,7 @@ def test_run_key_ignores_name_and_runs_dir_only():
 
 
 def test_sweep_resumes_after_an_interrupted_run(tiny_task, tmp_path, monkeypatch):
-    real = train_module.answer_loss
+    real = loss_module.answer_loss
     calls = {"n": 0}
 
     def interrupt_in_the_second_run(model, batch):
@@ -100,13 +100,13 @@ def test_sweep_resumes_after_an_interrupted_run(tiny_task, tmp_path, monkeypatch
             raise KeyboardInterrupt
         return real(model, batch)
 
-    monkeypatch.setattr(train_module, "answer_loss", interrupt_in_the_second_run)
+    monkeypatch.setattr(loss_module, "answer_loss", interrupt_in_the_second_run)
     with pytest.raises(KeyboardInterrupt):
         run_grid(grid(tiny_task), tmp_path, progress=False)
     statuses = sorted(e.reader.status for e in list_runs(tmp_path))
     assert statuses == ["completed", "interrupted"]
 
-    monkeypatch.setattr(train_module, "answer_loss", real)
+    monkeypatch.setattr(loss_module, "answer_loss", real)
     result = run_grid(grid(tiny_task), tmp_path, progress=False)
     assert [o.action for o in result.outcomes] == ["reused", "ran"]
     assert [r.status for r in result.runs] == ["completed", "completed"]
@@ -120,8 +120,8 @@ def test_sweep_resumes_after_an_interrupted_run(tiny_task, tmp_path, monkeypatch
 
 
 def test_a_failed_run_is_reported_and_the_sweep_goes_on(tiny_task, tmp_path, monkeypatch, capsys):
-    real = train_module.answer_loss
-    monkeypatch.setattr(train_module, "answer_loss", lambda model, batch: real(model, batch) * math.nan)
+    real = loss_module.answer_loss
+    monkeypatch.setattr(loss_module, "answer_loss", lambda model, batch: real(model, batch) * math.nan)
     path = tmp_path / "sweep.toml"
     path.write_text(
         f'# workbench sweep --config sweep.toml\nname = "nan"\nmodel = "tiny-llama"\ntask = "{tiny_task}"\n'

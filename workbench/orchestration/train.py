@@ -17,6 +17,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,13 +26,13 @@ from tqdm.auto import tqdm
 from workbench.config import RunConfig
 from workbench.data import Example, evaluate
 from workbench.errors import RunStopped, StoreError
-from workbench.lm import answer_loss
 from workbench.orchestration.assembly import Setup, prepare_method, setup_run, train_stream
+from workbench.orchestration.distributed import RANK_RECORDERS, DataParallel, single_process
 from workbench.orchestration.signals import raise_if_stopped, stop_on_signals
 from workbench.recorders import Recording, RecordingSession, StepInfo, default_recorders
 from workbench.schedule import warmup_linear_decay
 from workbench.stats import wilson_interval
-from workbench.store import RunWriter, environment_info
+from workbench.store import RankWriter, RunWriter, environment_info
 
 
 @dataclass
@@ -48,24 +49,70 @@ def train(config: RunConfig, *, progress: bool = True, recorders: list | None = 
     """Fine-tune as `config` says, recording into a new run under `config.runs_dir`.
 
     `recorders` replaces the ones `config.record` switches on (workbench.recorders.default_recorders).
+    Started by torchrun or accelerate launch (WORLD_SIZE > 1), every process runs this together as one
+    data-parallel run (workbench.orchestration.distributed).
     """
+    parallel = DataParallel.from_environment()
+    if parallel is None:
+        return _train(config, None, progress, recorders)
+    parallel.start(config.train.device)
+    try:
+        return _train(config, parallel, progress and parallel.main, recorders)
+    finally:
+        parallel.stop()
+
+
+def _train(
+    config: RunConfig, parallel: DataParallel | None, progress: bool, recorders: list | None
+) -> RunResult:
     setup = setup_run(config)
     recorders = default_recorders(config.record) if recorders is None else recorders
-    writer = RunWriter.create(
-        config.runs_dir,
-        name=config.display_name,
-        config=config.to_dict(),
-        environment={**environment_info(setup.device), "inputs": setup.inputs},
-    )
+    environment = {**environment_info(setup.device), "inputs": setup.inputs}
+    if parallel is not None:
+        parallel.check_method(setup.method)
+        environment["data_parallel"] = parallel.environment()
+        if not parallel.main:
+            recorders = [r for r in recorders if r.name in RANK_RECORDERS]
+    writer = _open_writer(config, environment, parallel)
     with stop_on_signals(), writer:
-        summary = _run(setup, writer, Recording(recorders), progress)
+        summary = _run(setup, writer, Recording(recorders), progress, parallel)
+        if parallel is not None:  # every rank's rows on disk before rank 0 records the run completed
+            writer.flush()
+            parallel.barrier()
         writer.update_summary(**summary)
         writer.finish("completed")
     return RunResult(writer.run_id, str(writer.run_dir), "completed", writer.summary)
 
 
-def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) -> dict[str, Any]:
+def _open_writer(config: RunConfig, environment: dict[str, Any], parallel: DataParallel | None) -> RunWriter:
+    """A new run (rank 0 of a data-parallel run makes it and tells the others, who join it)."""
+
+    def create() -> RunWriter:
+        return RunWriter.create(
+            config.runs_dir, name=config.display_name, config=config.to_dict(), environment=environment
+        )
+
+    if parallel is None:
+        return create()
+    if parallel.main:
+        try:
+            writer = create()
+        except BaseException:
+            parallel.share(None)
+            raise
+        parallel.share(str(writer.path))
+        return writer
+    path = parallel.share(None)
+    if path is None:
+        raise RunStopped("rank 0 could not create the run (its error says why)")
+    return RankWriter(Path(path), parallel.rank)
+
+
+def _run(
+    setup: Setup, writer: RunWriter, recording: Recording, progress: bool, parallel: DataParallel | None
+) -> dict[str, Any]:
     cfg, model, tok = setup.config.train, setup.loaded.model, setup.loaded.tokenizer
+    scoring = bool(cfg.eval_examples) and (parallel is None or parallel.main)  # rank 0 evaluates
     torch.manual_seed(cfg.seed)
     device_batches = train_stream(setup)
     session = RecordingSession(
@@ -106,10 +153,15 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
         return result["score"]
 
     with recording.attached(session):
-        accuracy_before = run_eval(0) if cfg.eval_examples else math.nan
+        accuracy_before = run_eval(0) if scoring else math.nan
         # selection phases draw from the loop's own batches and are timed and measured as their own phases
         prepare_method(setup, device_batches, phase=recording.phase, phase_step=recording.phase_step)
         params = setup.method.trainable_parameters()
+        if parallel is None:
+            runner, batches = single_process(model), device_batches
+        else:  # after the same selection on every rank: DDP, and each rank its share of the batches
+            parallel.check_same_parameters(params)
+            runner, batches = parallel.wrap(model, setup.device), parallel.deal(device_batches)
         optimizer = torch.optim.AdamW(params.values(), lr=setup.lr, weight_decay=cfg.weight_decay)
         session.optimizer = optimizer
         scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -125,17 +177,20 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
             seconds = {"forward": 0.0, "backward": 0.0}
             total_loss = 0.0
             with recording.step(step):
-                for _ in range(cfg.grad_accum):
-                    batch = next(device_batches)
-                    t0 = time.perf_counter()
-                    with setup.method.forward_context(batch):
-                        loss = answer_loss(model, batch) / cfg.grad_accum
-                    t1 = time.perf_counter()
-                    loss.backward()
+                for micro in range(cfg.grad_accum):
+                    batch = next(batches)
+                    with runner.context(sync=micro == cfg.grad_accum - 1):
+                        t0 = time.perf_counter()
+                        with setup.method.forward_context(batch):
+                            loss = runner.loss(batch) / cfg.grad_accum
+                        t1 = time.perf_counter()
+                        loss.backward()
                     seconds["forward"] += t1 - t0
                     seconds["backward"] += time.perf_counter() - t1
                     total_loss += loss.item()
                     recording.micro_batch_end(step, batch)
+            if parallel is not None:
+                total_loss = parallel.mean(total_loss, setup.device)  # the step's loss over every rank
             if not math.isfinite(total_loss):
                 raise RunStopped(
                     f"loss became {total_loss} at step {step}: the run was stopped (try a lower lr)"
@@ -163,10 +218,10 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
                 accuracies.append(run_eval(step))
             if step % cfg.flush_every == 0:
                 _flush(writer, step)
-        accuracy_after = run_eval(cfg.steps) if cfg.eval_examples else math.nan
+        accuracy_after = run_eval(cfg.steps) if scoring else math.nan
         accuracies.append(accuracy_after)
         recorded = recording.summary()
-    if cfg.save_weights:
+    if cfg.save_weights and (parallel is None or parallel.main):
         writer.add_tensors(
             "adapter", {k: v.detach().cpu().contiguous() for k, v in setup.method.adapter_state().items()}
         )
@@ -187,7 +242,7 @@ def _run(setup: Setup, writer: RunWriter, recording: Recording, progress: bool) 
         "answer_loglik_per_token_after": (
             scored[cfg.steps]["answer_loglik_per_token"] if cfg.steps in scored else None
         ),
-        "accuracy_best": max(a for a in accuracies if not math.isnan(a)) if cfg.eval_examples else None,
+        "accuracy_best": max(a for a in accuracies if not math.isnan(a)) if scoring else None,
         "median_step_seconds": statistics.median(step_seconds),
         "trainable_parameters": sum(p.numel() for p in params.values()),
         "total_parameters": setup.loaded.num_parameters,
