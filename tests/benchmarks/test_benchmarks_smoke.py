@@ -175,3 +175,10 @@ def test_timing_stability(tmp_path, tiny_task):
     quiet = result["ratios"]["quiet"]["wall"]
     assert quiet["lora"] == 1.0 and set(quiet) == set(result["change_under_load"])
     assert len(result["passes"]["loaded"]["wall"]) == 2 and result["largest_change"] >= 0
+
+
+def test_sweep_engines(tmp_path):
+    pytest.importorskip("ray", reason="the ray extra")
+    result = run("sweep_engines", tmp_path)
+    assert result["same_accuracies"] and set(result["seconds"]) == {"serial", "ray"}
+    assert [row["status"] for row in result["runs"]["ray"]] == ["completed"] * 4

@@ -8,6 +8,7 @@ A grid is a small TOML file (or the same layout as a dict). `workbench sweep --c
     model = "smollm2-135m"        # top-level run keys: model, task, runs_dir
     task = "polarity"
     seeds = [0, 1]                # train.seed of each point (optional; default: the [train] seed)
+    resources = {cpus = 1}        # what a point needs on the Ray engine (cpus, gpus)
 
     [train]                       # settings of every point; a list is a grid axis
     steps = 40
@@ -41,6 +42,11 @@ overlapping ones). Each point is claimed before it runs (workbench.orchestration
 from a dead process on the same host); a point another live sweep holds is skipped and reported
 "claimed elsewhere", and a point another sweep completed meanwhile is reused. Running the sweep again
 once the others are done collects every run.
+
+Engines: the serial engine (default) runs the points one after the other in this process; `--engine ray`
+(`run_grid(..., engine="ray")`) runs each as a Ray task with its resources (`resources = {cpus = 2,
+gpus = 1}` at the top level or in `[methods.<label>.resources]`; not part of the run key) on a local Ray
+or the cluster at `--address` (ray_engine.py, docs/SCALING.md). Claims and resuming work the same.
 
 Bounds: every axis needs at least one value, and a grid may have at most MAX_POINTS points (the product
 of its axis lengths, counted before anything is expanded).
