@@ -1,4 +1,4 @@
-"""Data-parallel runs: `torchrun --nproc-per-node N -m workbench run ...` (or `accelerate launch`).
+"""Data-parallel runs: `torchrun --nproc-per-node N -m workbench run ...` (`accelerate launch --multi_gpu`).
 
 The launcher sets WORLD_SIZE, RANK and LOCAL_RANK (and the rendezvous address); `train` sees them and
 runs the one training loop on every process, as one run in the store:
