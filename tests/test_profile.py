@@ -224,6 +224,8 @@ def test_calls_out_of_order_say_what_to_do(tiny, tmp_path):
         ({"method": 3}, "method must be a label"),
         ({"grad_accum": 0}, "grad_accum must be an integer >= 1"),
         ({"runs_dir": ""}, "runs_dir must be a directory path"),
+        ({"name": 3}, "name must be a non-empty string"),
+        ({"settings": {"lr": object()}}, "settings must map names to JSON values"),
     ],
 )
 def test_bad_options_are_one_clear_error_before_anything_is_written(tiny, tmp_path, options, message):

@@ -173,15 +173,15 @@ def test_every_page_readable_with_many_runs_and_six_compared(
     names = [
         RunReader(runs_dir / run_ids[m]).name for m in ("lora", "full", "sage", "smt", "spsft", "tokentune")
     ]
-    for name in names:  # the default comparison, then these 6 runs added by name (not "select all")
+    for chip in chips.all_inner_texts():  # from the default comparison keep only these 6 runs (room to add)
+        if chip not in names:
+            picker.get_by_role("button", name=f"Remove {chip}").click()
+            wait_rendered(page, titles["compare"])
+    for name in names:  # then add the missing ones by name (not "select all")
         if name not in chips.all_inner_texts():
             picker.locator("input").click()
             page.get_by_role("option", name=name, exact=True).click()
             page.keyboard.press("Escape")
-            wait_rendered(page, titles["compare"])
-    for chip in chips.all_inner_texts():  # keep exactly those 6
-        if chip not in names:
-            picker.get_by_role("button", name=f"Remove {chip}").click()
             wait_rendered(page, titles["compare"])
     assert sorted(chips.all_inner_texts()) == sorted(names)
     views = page.locator('[data-testid="stButtonGroup"] button')

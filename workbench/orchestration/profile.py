@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import statistics
 import time
@@ -202,6 +203,8 @@ class Profile:
             or not str(runs_dir)
         ):
             raise ConfigError(f"runs_dir must be a directory path, got {runs_dir!r}")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ConfigError(f"name must be a non-empty string (the run's name), got {name!r}")
         self.model = model  # what the loop calls: its output's loss is read from here
         # what the recorders look at: a peft wrapper's model (the same modules, which workbench.lm calls)
         self.trained: nn.Module = (
@@ -230,6 +233,12 @@ class Profile:
         self.grad_accum = grad_accum
         self.flush_every = flush_every
         self.settings = dict(settings or {})
+        try:
+            json.dumps(self.settings, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(
+                f"settings must map names to JSON values (numbers, strings, lists): {err}"
+            ) from None
         self.device = _device(model)
         self.writer: RunWriter | None = None
         self.steps = 0  # steps recorded (closed)
