@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -37,16 +38,17 @@ def _comparable(result) -> list[dict]:
     return [{k: r[k] for k in ("point", "status", "accuracy", "trainable_parameters")} for r in rows]
 
 
-def test_the_ray_engine_runs_the_grid_the_serial_engine_runs(tiny_task, tmp_path, monkeypatch):
-    monkeypatch.setattr(torch, "get_num_threads", torch.get_num_threads)
+def test_the_ray_engine_runs_the_grid_the_serial_engine_runs(tiny_task, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the Ray workers run each point on 1 thread (resources.cpus = 1)
     try:
         t0 = time.perf_counter()
         serial = run_grid(grid(tiny_task), tmp_path / "serial", progress=False)
         t1 = time.perf_counter()
+        before = signal.getsignal(signal.SIGTERM)
         on_ray = run_grid(grid(tiny_task), tmp_path / "ray", progress=False, engine="ray")
         t2 = time.perf_counter()
+        assert signal.getsignal(signal.SIGTERM) is before  # Ray's own handler does not outlive the sweep
     finally:
         torch.set_num_threads(threads)
     print(f"4-point tiny grid: serial {t1 - t0:.1f} s, ray (local, 2 CPUs) {t2 - t1:.1f} s")

@@ -62,6 +62,8 @@ def test_the_trainer_run_records_gradients_before_clipping(tmp_path):
         model=model, args=args, train_dataset=data, callbacks=[callback], processing_class=tokenizer
     )
     trainer.train()
+    # the saved-tensor tracking of each step ended (not left on the thread by autograd's own state)
+    assert torch._C._autograd._top_saved_tensors_default_hooks(False) is None
 
     run = resolve_run(tmp_path / "runs", "latest")
     assert run.status == "completed" and run.config["kind"] == "profiled"

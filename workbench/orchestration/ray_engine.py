@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from workbench.errors import ConfigError
+from workbench.orchestration.signals import STOP_SIGNALS
 
 ADDRESS_TIMEOUT_S = 10.0  # how long an unreachable --address is tried before one clear error
 DEFAULT_PORT = 6379  # Ray's GCS port, when an address names a host only
@@ -76,6 +79,26 @@ def ray_session(address: str | None) -> Iterator[Any]:
         return
     if address is not None:
         check_reachable(address)
+    with _signal_handlers_kept():  # ray.init installs its own SIGTERM handler in this process
+        yield from _connected(ray, address)
+
+
+@contextlib.contextmanager
+def _signal_handlers_kept() -> Iterator[None]:
+    """The process's SIGTERM / SIGINT / SIGHUP handlers as they were before the block (main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {s: signal.getsignal(s) for s in STOP_SIGNALS + (signal.SIGINT,)}
+    try:
+        yield
+    finally:
+        for s, handler in kept.items():
+            if handler is not None:
+                signal.signal(s, handler)
+
+
+def _connected(ray: Any, address: str | None) -> Iterator[Any]:
     try:
         if address is None:
             ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)

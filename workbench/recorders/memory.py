@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import torch
 from torch import nn
 
 from workbench.data.batch import Batch
@@ -155,15 +156,24 @@ class MemoryRecorder(RecorderBase):
         self._tracker = self._step_tracking.enter_context(tracking)
 
     def on_micro_batch_end(self, step: int, batch: Batch | None) -> None:
-        """The first micro-batch is the step's peak (later ones reuse its memory): stop tracking there,
-        after its backward (the loop calls this after `loss.backward()`), so the live peak covers both."""
-        if self._step_tracking is not None:
+        """The first micro-batch is the step's peak (later ones reuse its memory): its figures are taken
+        there, after its backward (the loop calls this after `loss.backward()`), so the live peak covers
+        both. Tracking stops there too, unless this runs inside the backward itself (a hook at the end of
+        autograd's pass, as the Trainer callback's): the autograd engine restores the thread's saved-tensor
+        hooks when the pass returns, so the tracking stops at the step's end instead."""
+        if self._tracker is not None and self._saved is None:
             self._saved = self._tracker.by_location()
             self._saved_peak = self._tracker.peak_by_location()
+            if torch._C._current_graph_task_id() == -1:  # not inside a backward pass
+                self._stop_tracking()
+
+    def _stop_tracking(self) -> None:
+        if self._step_tracking is not None:
             self._step_tracking.close()
             self._step_tracking = self._tracker = None
 
     def on_step_end(self, info: StepInfo) -> None:
+        self._stop_tracking()
         saved, self._saved = self._saved, None
         if saved is None:
             return
@@ -238,9 +248,7 @@ class MemoryRecorder(RecorderBase):
 
     def detach(self) -> None:
         # a run that failed mid-step or mid-phase must not leave hooks on the model
-        if self._step_tracking is not None:
-            self._step_tracking.close()
-            self._step_tracking = self._tracker = None
+        self._stop_tracking()
         if self._window is not None:
             self._window.close()
             self._window = None
