@@ -24,7 +24,9 @@ otherwise: the saliency recorders need attention probabilities, which sdpa does 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -262,3 +264,18 @@ def _unknown_message(name: str, error: BaseException | None = None) -> str:
         f"unknown model {name!r}{hint}: not a built-in alias ({', '.join(MODELS.names())}), "
         f"not a local directory, and not loadable as a hub id (gpt2, org/name) by transformers: {said}"
     )
+
+
+@contextlib.contextmanager
+def no_loading_bars() -> Iterator[None]:
+    """Hide transformers' own bars (weights loading) inside the block, while a caller's one bar runs (a
+    sweep, the study's timing pass)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()

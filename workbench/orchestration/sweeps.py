@@ -504,7 +504,9 @@ def run_points(
     total = sum(work_units(configs[i]) for i in todo)
     reused = len(points) - len(todo)
     desc = f"{len(todo)} runs" + (f" ({reused} reused)" if reused else "")
-    quiet = _no_loading_bars() if progress and todo else contextlib.nullcontext()
+    from workbench.models.loading import no_loading_bars
+
+    quiet = no_loading_bars() if progress and todo else contextlib.nullcontext()
     with quiet, tqdm(total=total, desc=desc, unit="batch", disable=not progress or not todo) as bar:
         if engine == "ray" and todo:
             tasks = [PointTask(points[i], configs[i], keys[i], str(runs_dir), started, rerun) for i in todo]
@@ -647,20 +649,6 @@ def _completed_since(
     if existing is not None:
         finished = {k: run for k, run in finished.items() if run.path.name not in existing}
     return reusable_run(config, finished) if finished else None
-
-
-@contextlib.contextmanager
-def _no_loading_bars() -> Iterator[None]:
-    """Hide transformers' own bars (weights loading) while the sweep's one bar runs."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 def run_grid(

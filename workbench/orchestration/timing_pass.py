@@ -191,18 +191,21 @@ def prepared_steps(
     """label -> one training step of that configuration on the baseline's first training batch."""
     from tqdm.auto import tqdm
 
+    from workbench.models.loading import no_loading_bars
     from workbench.orchestration.assembly import prepare_method, setup_run, train_stream
 
     steps: dict[str, Callable[[], None]] = {}
     batch = None
     labels: Sequence[str] = [baseline] + [label for label in configs if label != baseline]
-    for label in tqdm(labels, desc="timing pass: preparing", disable=not progress):
-        setup = setup_run(configs[label])
-        torch.manual_seed(setup.config.train.seed)
-        stream = train_stream(setup)
-        prepare_method(setup, stream)  # selection phases (SMT warm-up, SPSFT importance), untimed
-        batch = batch if batch is not None else next(stream)
-        steps[label] = _training_step(setup, batch)
+    quiet = no_loading_bars() if progress else contextlib.nullcontext()  # the one bar: this one
+    with quiet:
+        for label in tqdm(labels, desc="timing pass: preparing", disable=not progress):
+            setup = setup_run(configs[label])
+            torch.manual_seed(setup.config.train.seed)
+            stream = train_stream(setup)
+            prepare_method(setup, stream)  # selection phases (SMT warm-up, SPSFT importance), untimed
+            batch = batch if batch is not None else next(stream)
+            steps[label] = _training_step(setup, batch)
     return {label: steps[label] for label in configs}
 
 
