@@ -62,16 +62,17 @@ def _pick_row() -> None:
 ARROW = ":material/arrow_forward:"
 PROGRESS_EVERY = 5  # seconds between re-reads of a running run's progress (its metrics and status)
 
-# the pages that show more of a run: (module, label, icon, the table it needs or None)
+# the pages that show more of a run, in the order offered: (module, the table it needs or None); their
+# titles and icons are the navigation's (workbench.app.main.PAGES)
 MORE = (
-    ("saliency.py", "Saliency", ":material/grid_on:", "saliency"),
-    ("blocks.py", "Block allocation", ":material/view_module:", "blocks"),
-    ("rows.py", "Rows", ":material/view_list:", "rows"),
-    ("memory.py", "Memory", ":material/memory:", "memory"),
-    ("gradients.py", "Gradients", ":material/show_chart:", "grads"),
-    ("fidelity.py", "Fidelity", ":material/target:", "fidelity"),
-    ("tradeoffs.py", "Trade-offs", ":material/scatter_plot:", None),
-    ("compare.py", "Compare", ":material/compare_arrows:", None),
+    ("saliency.py", "saliency"),
+    ("blocks.py", "blocks"),
+    ("rows.py", "rows"),
+    ("memory.py", "memory"),
+    ("gradients.py", "grads"),
+    ("fidelity.py", "fidelity"),
+    ("tradeoffs.py", None),
+    ("compare.py", None),
 )
 
 
@@ -260,7 +261,10 @@ def _config(manifest: dict, row: pd.Series, tables: list[str]) -> None:
 
 def _links(tables: list[str]) -> None:
     st.markdown("#### More of this run")
-    pages = [(m, label, icon) for m, label, icon, table in MORE if table is None or table in tables]
+    from workbench.app.main import PAGES
+
+    shown = {module: (title, icon) for module, title, icon, _ in PAGES}
+    pages = [(m, *shown[m]) for m, table in MORE if table is None or table in tables]
     for column, (module, label, icon) in zip(st.columns(len(pages)), pages, strict=True):
         with column:
             st.page_link(_page(module), label=label, icon=icon)
