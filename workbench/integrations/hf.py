@@ -23,7 +23,7 @@ labels). A Trainer that stops on an exception leaves the run "interrupted" when 
 from __future__ import annotations
 
 import atexit
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -37,7 +37,7 @@ from workbench.store.schema import DEFAULT_RUNS_DIR
 class BackwardEnds:
     """Calls `done()` once at the end of every backward that reaches the given parameters."""
 
-    def __init__(self, parameters: Iterator[nn.Parameter], done: Any) -> None:
+    def __init__(self, parameters: Iterable[nn.Parameter], done: Any) -> None:
         self._done = done
         self._queued = False
         self._handles = [p.register_post_accumulate_grad_hook(self._reached) for p in parameters]
@@ -112,7 +112,7 @@ class WorkbenchCallback(TrainerCallback):
         ).start()
         self._optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the torch one
         trainable = self.profile.method.trainable_parameters().values()
-        self._backward = BackwardEnds(iter(trainable), self._backward_finished)
+        self._backward = BackwardEnds(trainable, self._backward_finished)
         atexit.register(self._abandoned)
 
     def _backward_finished(self) -> None:

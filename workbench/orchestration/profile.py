@@ -55,6 +55,7 @@ from workbench.errors import ConfigError, RunStopped, WorkbenchError
 from workbench.methods.base import MethodDefaults
 from workbench.models.anatomy import ModelAnatomy, anatomy_of
 from workbench.orchestration.signals import raise_if_stopped, stop_on_signals
+from workbench.orchestration.train import flush_rows, train_metric_rows
 from workbench.recorders import Recording, RecordingSession, StepInfo, default_recorders
 from workbench.store import RunWriter, environment_info
 from workbench.store.schema import DEFAULT_RUNS_DIR
@@ -455,16 +456,10 @@ class Profile:
         self.steps = step
         with self._quiet():
             self._recording.step_end(info)
-        rows = [
-            {"step": step, "split": "train", "name": n, "value": v} for n, v in (("loss", loss), ("lr", lr))
-        ]
-        self.writer.add("metrics", [r for r in rows if r["value"] is not None])
+        self.writer.add("metrics", train_metric_rows(step, loss, lr))
         self._last_loss = loss
         if step % self.flush_every == 0:
-            try:
-                self.writer.flush()
-            except WorkbenchError as err:
-                raise RunStopped(f"could not write the recorded rows at step {step} ({err})") from err
+            flush_rows(self.writer, step)
 
     def _require_started(self) -> None:
         if self._stack is None:
@@ -514,10 +509,7 @@ class Profile:
             writer.finish("completed")
             return
         # the loop was yours: its exception interrupted the recording; a recorder's own failure failed it
-        status = "failed" if isinstance(exc, RunStopped) else "interrupted"
-        message = f"{type(exc).__name__}: {exc}".rstrip(": ")
-        with contextlib.suppress(WorkbenchError):
-            writer.finish(status, message)
+        writer.end_with(exc, "failed" if isinstance(exc, RunStopped) else "interrupted")
 
     def __enter__(self) -> Profile:
         return self.start()

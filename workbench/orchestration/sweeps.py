@@ -571,43 +571,28 @@ def _run_on_ray(tasks: list[PointTask], bar: Tqdm, address: str | None) -> list[
 
     outcomes: list[Outcome | None] = [None] * len(tasks)
 
-    def done(i: int, result: dict[str, Any] | None, error: str | None) -> None:
+    def done(i: int, result: Outcome | None, error: str | None) -> None:
         task = tasks[i]
-        outcomes[i] = _remote_outcome(task, result) if error is None else _failed_elsewhere(task, error)
+        outcomes[i] = result if error is None else _failed_elsewhere(task, error)
         bar.update(work_units(task.config))
         bar.set_postfix_str(f"{task.point.name}: {outcomes[i].action}", refresh=False)
 
-    resources = [t.point.resources for t in tasks]
     bar.set_postfix_str(f"{len(tasks)} points on Ray", refresh=False)
     run_jobs(
-        [Job(run_in_worker, t, r.cpus, r.gpus) for t, r in zip(tasks, resources, strict=True)], address, done
+        [Job(run_in_worker, t, t.point.resources.cpus, t.point.resources.gpus) for t in tasks], address, done
     )
     return [o for o in outcomes if o is not None]
 
 
-def run_in_worker(task: PointTask) -> dict[str, Any]:
-    """In a Ray worker: run one point as the serial engine does, with torch threads = its CPUs; what
-    happened, as plain values (the run itself is in the shared runs dir)."""
+def run_in_worker(task: PointTask) -> Outcome:
+    """In a Ray worker: run one point as the serial engine does, with torch threads = its CPUs (the run
+    itself goes into the shared runs dir)."""
     import torch
     from tqdm.auto import tqdm
 
     torch.set_num_threads(max(1, int(task.point.resources.cpus)))
     with tqdm(disable=True) as bar:
-        outcome = task.run(SweepProgress(bar, task.point.name, task.config))
-    run_dir = str(outcome.run.path) if outcome.run is not None else None
-    return {
-        "action": outcome.action,
-        "run_dir": run_dir,
-        "error": outcome.error,
-        "claimed_by": outcome.claimed_by,
-    }
-
-
-def _remote_outcome(task: PointTask, result: dict[str, Any]) -> Outcome:
-    from workbench.store import RunReader
-
-    run = RunReader(result["run_dir"]) if result["run_dir"] else None
-    return Outcome(task.point, result["action"], run, result["error"], result["claimed_by"])
+        return task.run(SweepProgress(bar, task.point.name, task.config))
 
 
 def _failed_elsewhere(task: PointTask, error: str) -> Outcome:
@@ -663,7 +648,6 @@ def run_grid(
     """Expand `grid` (a Grid, a dict in the sweep layout, or a TOML path) and run it in `runs_dir`
     (default: the grid's runs_dir, else DEFAULT_RUNS_DIR) on `engine` ("serial" or "ray", see
     `run_points`)."""
-    check_engine(engine, address)
     if isinstance(grid, (str, os.PathLike)):
         grid = load_grid(grid)
     elif isinstance(grid, dict):

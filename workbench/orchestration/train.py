@@ -206,18 +206,12 @@ def _run(
             info = StepInfo(step, total_loss, scheduler.get_last_lr()[0], dict(seconds))
             recording.step_end(info)  # before zero_grad: recorders may still read the gradients
             optimizer.zero_grad(set_to_none=True)
-            writer.add(
-                "metrics",
-                [
-                    {"step": step, "split": "train", "name": "loss", "value": total_loss},
-                    {"step": step, "split": "train", "name": "lr", "value": info.lr},
-                ],
-            )
+            writer.add("metrics", train_metric_rows(step, total_loss, info.lr))
             bar.set_postfix(loss=f"{total_loss:.4f}")
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
                 accuracies.append(run_eval(step))
             if step % cfg.flush_every == 0:
-                _flush(writer, step)
+                flush_rows(writer, step)
         accuracy_after = run_eval(cfg.steps) if scoring else math.nan
         accuracies.append(accuracy_after)
         recorded = recording.summary()
@@ -313,7 +307,13 @@ def _interval(result: dict[str, Any] | None) -> list[float] | None:
     return list(wilson_interval(result["correct"], result["n"]))
 
 
-def _flush(writer: RunWriter, step: int) -> None:
+def train_metric_rows(step: int, loss: float | None, lr: float | None) -> list[dict[str, Any]]:
+    """The metrics rows of a training step: its loss and learning rate (a value not known is left out)."""
+    values = (("loss", loss), ("lr", lr))
+    return [{"step": step, "split": "train", "name": n, "value": v} for n, v in values if v is not None]
+
+
+def flush_rows(writer: RunWriter, step: int) -> None:
     """Write the buffered rows; a store that cannot take them (full disk, read-only) stops the run."""
     try:
         writer.flush()

@@ -457,13 +457,15 @@ class RunWriter:
             self.finish("completed")
             return
         # Ctrl-C and SystemExit stop a healthy run; any other exception is a failure
-        status = "failed" if isinstance(exc, Exception) else "interrupted"
+        self.end_with(exc, "failed" if isinstance(exc, Exception) else "interrupted")
+
+    def end_with(self, exc: BaseException, status: str) -> None:
+        """Record `status` ("failed" or "interrupted") with `exc` as the reason, while `exc` propagates:
+        a store error here never hides it (the run is then left as it is, and no write is tried again)."""
         message = f"{type(exc).__name__}: {exc}".rstrip(": ")
-        # never let a store error hide the exception that is already propagating
         with contextlib.suppress(StoreError):
             self.finish(status, message)
-        if not self._finished:  # even the failed-status write did not happen; stop trying
-            self._finished = True
+        self._finished = True
 
     def __repr__(self) -> str:
         return f"RunWriter({str(self.path)!r}, status={self._manifest['status']!r})"
